@@ -1,0 +1,262 @@
+"""Every setting of a run, in one frozen dataclass, and the two layers that fill it.
+
+Layer 1 is an `experiments/*.toml` file (flat `key = value` pairs, or grouped in tables whose
+names are ignored), layer 2 the command line. Nothing else changes a setting: no per-task or
+per-model defaults files. An unknown key, a wrong type or an out-of-range value raises
+`ConfigError` naming the key (and the file).
+
+    cfg = load_config("experiments/synthetic.toml", {"strategy": "flood", "b": 0.1})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from lossbench.errors import ConfigError
+
+STRATEGY_NAMES = ("plain", "reweight", "flood", "reweight-flood")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """One run: task, model, auxiliary loss, optimiser, strategy and seed."""
+
+    # --- task -------------------------------------------------------------------------
+    task: str = "synthetic"
+    """`synthetic` (generated, fast) or `movielens`."""
+    n_items: int = 150
+    """synthetic: size of the item catalogue."""
+    n_train_users: int = 2000
+    """synthetic: users (one sequence each) in the training split."""
+    n_val_users: int = 1000
+    """synthetic: held-out users for validation (clean targets)."""
+    n_test_users: int = 1000
+    """synthetic: held-out users for test (clean targets)."""
+    seq_len: int = 10
+    """synthetic: items of history before the target."""
+    noise: float = 0.9
+    """synthetic: fraction of training targets replaced by uniformly random items."""
+    taste_prob: float = 0.5
+    """synthetic: chance that the next item comes from the user's taste (else a Markov step)."""
+    taste_dim: int = 8
+    """synthetic: dimension of the latent user and item vectors."""
+    taste_scale: float = 2.0
+    """synthetic: inverse temperature of the taste softmax (higher = more predictable)."""
+    markov_fanout: int = 3
+    """synthetic: successors each item can step to in the Markov part."""
+    dataset: str = "ml-100k"
+    """movielens: `ml-100k` or `ml-1m`."""
+    data_dir: str = ""
+    """movielens: data folder; empty = $LOSSBENCH_DATA_DIR or ~/.cache/lossbench."""
+    min_rating: int = 0
+    """movielens: keep ratings >= this (0 keeps all, as RecBole's default)."""
+    k_core: int = 0
+    """movielens: iteratively keep users and items with >= k interactions (0 = off)."""
+    max_len: int = 50
+    """Longest history the model sees for one prediction."""
+    exclude_seen: bool = False
+    """Remove items already in the history from the ranking at evaluation."""
+
+    # --- model --------------------------------------------------------------------------
+    model: str = "sasrec"
+    """Sequence encoder: `sasrec` (causal Transformer) or `gru` (GRU4Rec)."""
+    hidden: int = 32
+    """Width of item embeddings and hidden states."""
+    n_layers: int = 1
+    """Transformer blocks (sasrec) or GRU layers (gru)."""
+    n_heads: int = 1
+    """Attention heads (sasrec)."""
+    inner: int = 64
+    """Width of the feed-forward layer inside a Transformer block (sasrec)."""
+    dropout: float = 0.0
+    """Dropout on embeddings, attention and hidden states."""
+
+    # --- auxiliary loss -----------------------------------------------------------------
+    aux: str = "supcon"
+    """`supcon` (supervised contrastive curriculum loss) or `none` (L_aux = 0)."""
+    aux_tau_start: float = 1.0
+    """SupCon temperature at epoch 1 (easy: soft similarities)."""
+    aux_tau_end: float = 0.2
+    """SupCon temperature from `aux_warmup` epochs on (hard: sharp similarities)."""
+    aux_warmup: int = 50
+    """Epochs over which the temperature falls linearly from start to end."""
+    aux_mask_prob: float = 0.2
+    """Augmentation: chance that a history item is replaced by padding in a view."""
+
+    # --- optimisation -------------------------------------------------------------------
+    optimizer: str = "sgd"
+    """`sgd` (with momentum) or `adam`."""
+    lr: float = 0.5
+    """Learning rate."""
+    momentum: float = 0.9
+    """SGD momentum (ignored by adam)."""
+    weight_decay: float = 0.0
+    """L2 weight decay."""
+    batch_size: int = 500
+    """Training sequences per optimisation step."""
+    epochs: int = 150
+    """Training epochs (passes over the training split)."""
+    patience: int = 0
+    """Stop after this many epochs without a better `best_by` (0 = train all epochs)."""
+    best_by: str = "val_loss"
+    """Validation metric that picks the best epoch: val_loss, val_acc, val_hr10, val_ndcg10."""
+    eval_batch_size: int = 2048
+    """Sequences per forward pass at evaluation."""
+
+    # --- strategy -----------------------------------------------------------------------
+    strategy: str = "plain"
+    """How L_main and L_aux become one objective: plain, reweight, flood, reweight-flood."""
+    b: float = 0.0
+    """Flood level: L~ = |L - b| + b (flood, reweight-flood)."""
+    alpha: float = 0.1
+    """EMA rate of the reweight strategy, 0 < alpha <= 1."""
+    lam: float = 5.0
+    """lambda in theta~ = L_main / (L_main + lambda * L_aux + eps), lambda >= 0."""
+    theta0: float = 0.0
+    """Initial theta of the reweight strategy."""
+    detach_theta: bool = False
+    """Detach theta~ from the autograd graph (as CBiT); default keeps it (as the seed)."""
+    eps: float = 1e-12
+    """epsilon in the denominator of theta~."""
+
+    # --- run ----------------------------------------------------------------------------
+    seed: int = 0
+    """Seed of this run; data, weights and batch order are derived from it (see seeds.py)."""
+    device: str = "auto"
+    """`auto` (CUDA when available), `cpu` or `cuda`."""
+
+
+FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(RunConfig)}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "task": ("synthetic", "movielens"),
+    "dataset": ("ml-100k", "ml-1m"),
+    "model": ("sasrec", "gru"),
+    "aux": ("supcon", "none"),
+    "optimizer": ("sgd", "adam"),
+    "best_by": ("val_loss", "val_acc", "val_hr10", "val_ndcg10"),
+    "strategy": STRATEGY_NAMES,
+    "device": ("auto", "cpu", "cuda"),
+}
+POSITIVE = ("n_items", "n_train_users", "n_val_users", "n_test_users", "seq_len", "taste_dim",
+            "markov_fanout", "max_len", "hidden", "n_layers", "n_heads", "inner",
+            "aux_tau_start", "aux_tau_end", "lr", "batch_size", "epochs", "eval_batch_size",
+            "eps")
+NON_NEGATIVE = ("min_rating", "k_core", "aux_warmup", "momentum", "weight_decay", "patience",
+                "b", "lam", "seed", "taste_scale")
+UNIT_INTERVAL = ("noise", "taste_prob", "dropout", "aux_mask_prob")
+
+
+def coerce(key: str, value: Any, source: str = "") -> Any:
+    """Return `value` as the type of field `key`; raise ConfigError for an unknown key or type."""
+    where = f" in {source}" if source else ""
+    if key not in FIELD_TYPES:
+        raise ConfigError(f"unknown setting '{key}'{where}; known: {', '.join(FIELD_TYPES)}")
+    want = FIELD_TYPES[key]
+    if want is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif want is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif want is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif want is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"setting '{key}'{where} must be {want.__name__}, got {value!r}")
+
+
+def validate(cfg: RunConfig, source: str = "") -> RunConfig:
+    """Check ranges and choices of every field; return `cfg` unchanged or raise ConfigError."""
+    where = f" (in {source})" if source else ""
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"unknown {key} '{getattr(cfg, key)}'{where}; "
+                              f"choose one of: {', '.join(allowed)}")
+    for key in POSITIVE + NON_NEGATIVE + UNIT_INTERVAL:
+        value = getattr(cfg, key)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value}{where}")
+    for key in POSITIVE:
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"{key} must be > 0, got {getattr(cfg, key)}{where}")
+    for key in NON_NEGATIVE:
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"{key} must be >= 0, got {getattr(cfg, key)}{where}")
+    for key in UNIT_INTERVAL:
+        if not 0.0 <= getattr(cfg, key) <= 1.0:
+            raise ConfigError(f"{key} must be in [0, 1], got {getattr(cfg, key)}{where}")
+    if not 0.0 < cfg.alpha <= 1.0:
+        raise ConfigError(f"alpha must be in (0, 1], got {cfg.alpha}{where}")
+    if cfg.hidden % cfg.n_heads != 0:
+        raise ConfigError(f"hidden ({cfg.hidden}) must be divisible by n_heads ({cfg.n_heads})")
+    if cfg.task == "synthetic" and cfg.batch_size > cfg.n_train_users:
+        raise ConfigError(f"batch_size ({cfg.batch_size}) is larger than the training split "
+                          f"(n_train_users = {cfg.n_train_users}){where}")
+    return cfg
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a config file into a flat {key: value} dict (tables are flattened, names ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        items = value.items() if isinstance(value, dict) else [(key, value)]
+        for sub_key, sub_value in items:
+            if isinstance(sub_value, dict):
+                raise ConfigError(f"config file {path}: nested table '{key}.{sub_key}' "
+                                  "is not allowed; use flat key = value pairs")
+            if sub_key in flat:
+                raise ConfigError(f"config file {path}: '{sub_key}' is set twice")
+            flat[sub_key] = sub_value
+    return flat
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None
+                ) -> RunConfig:
+    """Defaults, then the TOML file at `path` (if any), then `overrides`; validated."""
+    cfg = RunConfig()
+    source = str(path) if path is not None else ""
+    if path is not None:
+        values = {k: coerce(k, v, source) for k, v in read_toml(path).items()}
+        cfg = dataclasses.replace(cfg, **values)
+    if overrides:
+        values = {k: coerce(k, v, "the command line") for k, v in overrides.items()}
+        cfg = dataclasses.replace(cfg, **values)
+    return validate(cfg, source)
+
+
+def parse_set(pairs: list[str]) -> dict[str, Any]:
+    """Turn `--set key=value` strings into a dict (values are coerced later by `coerce`)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got '{pair}'")
+        out[key.strip()] = value.strip()
+    return out

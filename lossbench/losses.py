@@ -1,0 +1,89 @@
+"""The two losses of a run, returned separately and never summed here.
+
+    losses = compute_losses(model, inputs, targets, cfg, epoch, generator)
+    losses.main   # L_main: softmax cross-entropy of the next item over all items
+    losses.aux    # L_aux: supervised contrastive curriculum loss (0 with --aux none)
+
+`strategies.py` is the only place where the two become one objective.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lossbench.config import RunConfig
+
+
+class Losses(NamedTuple):
+    """Scalar batch means; both carry gradients."""
+
+    main: Tensor
+    aux: Tensor
+
+
+def next_item_ce(logits: Tensor, targets: Tensor) -> Tensor:
+    """L_main = mean over examples of -log softmax(logits)[target]; logits [N, n_items + 1]
+    (padding column -inf), targets [N] in 1..n_items."""
+    return F.cross_entropy(logits, targets)
+
+
+def supcon_temperature(epoch: int, cfg: RunConfig) -> float:
+    """Curriculum on the temperature, easy to hard: tau falls linearly from `aux_tau_start`
+    at epoch 1 to `aux_tau_end` at epoch 1 + `aux_warmup`, and stays there.
+
+    A high tau gives soft similarity weights (every negative counts a little: easy); a low tau
+    concentrates the loss on the hardest negatives (hard)."""
+    progress = 1.0 if cfg.aux_warmup == 0 else min(1.0, (epoch - 1) / cfg.aux_warmup)
+    return cfg.aux_tau_start + (cfg.aux_tau_end - cfg.aux_tau_start) * progress
+
+
+def supcon(z: Tensor, labels: Tensor, tau: float) -> Tensor:
+    """Supervised contrastive loss (Khosla et al., 2020, L_out), z [N, H], labels [N]:
+
+        L = mean_{i with P(i) non-empty} -1/|P(i)| sum_{p in P(i)}
+                log( exp(s_ip / tau) / sum_{a != i} exp(s_ia / tau) ),
+
+    s = cosine similarity, P(i) = {p != i : labels[p] == labels[i]}. Anchors without positives
+    are left out; with none at all the loss is 0 (still attached to the graph)."""
+    z = F.normalize(z, dim=1)
+    n = z.shape[0]
+    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    sim = (z @ z.T / tau).masked_fill(self_mask, float("-inf"))
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    positive = (labels[:, None] == labels[None, :]) & ~self_mask
+    n_pos = positive.sum(1)
+    has_pos = n_pos > 0
+    if not bool(has_pos.any()):
+        return z.sum() * 0.0
+    pos_log_prob = log_prob.masked_fill(~positive, 0.0).sum(1)
+    return -(pos_log_prob[has_pos] / n_pos[has_pos]).mean()
+
+
+def mask_items(inputs: Tensor, prob: float, generator: torch.Generator) -> Tensor:
+    """An augmented view: each history item becomes padding (0) with probability `prob`.
+    The random draw uses `generator` on the CPU, so it is the same on every device."""
+    drop = torch.rand(inputs.shape, generator=generator) < prob
+    return inputs.masked_fill(drop.to(inputs.device), 0)
+
+
+def compute_losses(model: nn.Module, inputs: Tensor, targets: Tensor, cfg: RunConfig,
+                   epoch: int, generator: torch.Generator) -> Losses:
+    """Both losses for one batch. inputs [B, T] histories, targets [B, T] (0 = no target).
+
+    L_aux contrasts sequence representations (the hidden state at the last position): view 1
+    is the unaugmented history (the one L_main uses), view 2 a `mask_items` copy. Positives of
+    an anchor: its other view and every view of a sequence with the same last target item
+    (the training label, noisy where the task is)."""
+    hidden = model(inputs)
+    has_target = targets > 0
+    main = next_item_ce(model.logits(hidden[has_target]), targets[has_target])
+    if cfg.aux == "none":
+        return Losses(main, torch.zeros((), device=main.device))
+    view = mask_items(inputs, cfg.aux_mask_prob, generator)
+    z = torch.cat([hidden[:, -1], model(view)[:, -1]])
+    labels = targets[:, -1].repeat(2)
+    return Losses(main, supcon(z, labels, supcon_temperature(epoch, cfg)))

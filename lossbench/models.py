@@ -1,0 +1,121 @@
+"""Sequence encoders for next-item prediction: SASRec (causal Transformer) and GRU4Rec.
+
+Both map left-padded histories [B, T] (0 = padding) to hidden states [B, T, hidden]; the
+state at position t summarises items 0..t. Scores over the catalogue are the dot product
+with the item embeddings (shared input/output embeddings, as SASRec):
+logits [B, n_items + 1], column 0 (padding) set to -inf. Losses live in `losses.py`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lossbench.config import RunConfig
+
+
+class Block(nn.Module):
+    """A post-LayerNorm Transformer block (as SASRec / RecBole): attention, then a GELU MLP."""
+
+    def __init__(self, hidden: int, n_heads: int, inner: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads, self.dropout = n_heads, dropout
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.proj = nn.Linear(hidden, hidden)
+        self.ln1 = nn.LayerNorm(hidden)
+        self.mlp = nn.Sequential(nn.Linear(hidden, inner), nn.GELU(), nn.Linear(inner, hidden))
+        self.ln2 = nn.LayerNorm(hidden)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """x [B, T, H]; mask [B, 1, T, T], True where query t may attend to key s."""
+        B, T, H = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, H // self.n_heads).unbind(2)
+        q, k, v = (z.transpose(1, 2) for z in (q, k, v))
+        att = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        x = self.ln1(x + self.drop(self.proj(att.transpose(1, 2).reshape(B, T, H))))
+        return self.ln2(x + self.drop(self.mlp(x)))
+
+
+class SASRec(nn.Module):
+    """Self-attentive sequential recommendation (Kang & McAuley, 2018), learned positions."""
+
+    def __init__(self, n_items: int, cfg: RunConfig) -> None:
+        super().__init__()
+        self.item_emb = nn.Embedding(n_items + 1, cfg.hidden, padding_idx=0)
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
+        self.ln = nn.LayerNorm(cfg.hidden)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg.hidden, cfg.n_heads, cfg.inner, cfg.dropout)
+                                    for _ in range(cfg.n_layers))
+        self.apply(init_weights)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        """inputs [B, T] -> hidden [B, T, H]. Keys that are padding are masked, except that a
+        padding position attends to itself (so no attention row is empty)."""
+        inputs = inputs[:, -self.pos_emb.num_embeddings:]
+        T = inputs.shape[1]
+        pos = torch.arange(T, device=inputs.device)
+        x = self.drop(self.ln(self.item_emb(inputs) + self.pos_emb(pos)))
+        causal = torch.ones(T, T, dtype=torch.bool, device=inputs.device).tril()
+        mask = causal & ((inputs != 0)[:, None, :] | torch.eye(T, dtype=torch.bool,
+                                                               device=inputs.device))
+        mask = mask[:, None]
+        for block in self.blocks:
+            x = block(x, mask)
+        return x
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """hidden [..., H] -> scores [..., n_items + 1], padding column = -inf."""
+        return score_items(hidden, self.item_emb.weight)
+
+
+class GRU4Rec(nn.Module):
+    """GRU4Rec (Hidasi et al., 2016) as in RecBole: embedding, dropout, GRU, linear."""
+
+    def __init__(self, n_items: int, cfg: RunConfig) -> None:
+        super().__init__()
+        self.item_emb = nn.Embedding(n_items + 1, cfg.hidden, padding_idx=0)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.gru = nn.GRU(cfg.hidden, cfg.inner, num_layers=cfg.n_layers, batch_first=True)
+        self.dense = nn.Linear(cfg.inner, cfg.hidden)
+        self.max_len = cfg.max_len
+        self.apply(init_weights)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        """inputs [B, T] -> hidden [B, T, H]. Left padding runs through the GRU as item 0,
+        whose embedding is fixed at zero."""
+        inputs = inputs[:, -self.max_len:]
+        out, _ = self.gru(self.drop(self.item_emb(inputs)))
+        return self.dense(out)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """hidden [..., H] -> scores [..., n_items + 1], padding column = -inf."""
+        return score_items(hidden, self.item_emb.weight)
+
+
+def score_items(hidden: Tensor, item_weight: Tensor) -> Tensor:
+    """Dot-product scores of every item; the padding item can never be recommended."""
+    scores = hidden @ item_weight.T
+    scores[..., 0] = -math.inf
+    return scores
+
+
+def init_weights(module: nn.Module) -> None:
+    """Normal(0, 0.02) for linear and embedding weights, zero biases (as RecBole's SASRec)."""
+    if isinstance(module, nn.Linear | nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
+def build_model(n_items: int, cfg: RunConfig) -> nn.Module:
+    """A freshly initialised model; call under `torch.manual_seed(init seed)`."""
+    return SASRec(n_items, cfg) if cfg.model == "sasrec" else GRU4Rec(n_items, cfg)

@@ -1,0 +1,49 @@
+"""Every random seed of a run is derived here, and only here.
+
+Each seed drives its own `torch.Generator` / `numpy.random.Generator`, passed in explicitly;
+nothing depends on the global RNG state except dropout, which is seeded from `init`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class RunSeeds:
+    """The three seeds of one run (all written to config.json)."""
+
+    data: int
+    init: int
+    batch: int
+
+
+def run_seeds(seed: int) -> RunSeeds:
+    """Seeds for the run with seed `seed`. Formulas (the only place they are defined):
+
+        data  = seed             # synthetic data generation, label noise
+        init  = seed + 10_000    # model weights, dropout
+        batch = seed + 20_000    # batch order and contrastive augmentations
+
+    All strategies of a paired comparison with the same `seed` share these three seeds, so a
+    pair differs only in the strategy. The flood level b and the strategy never enter a seed.
+    `lossbench run --seeds 3 --seed 0` runs seeds 0, 1, 2.
+    """
+    return RunSeeds(data=seed, init=seed + 10_000, batch=seed + 20_000)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch's global RNGs (used for dropout only)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_generator(batch_seed: int, epoch: int) -> torch.Generator:
+    """The generator for one epoch's batch order and augmentations: a pure function of
+    (batch_seed, epoch), so every strategy, and a resumed run, sees the same batches."""
+    return torch.Generator().manual_seed(batch_seed * 100_003 + epoch)

@@ -1,0 +1,153 @@
+"""The training loop: one run = one (task, strategy, seed) from fresh weights to test metrics.
+
+    result = train(cfg, task, on_epoch=print)
+
+Per epoch: batches in an order that depends only on (batch seed, epoch); for each batch
+`losses = compute_losses(...)`, `total = strategy(losses.main, losses.aux)`, one optimiser
+step. Then validation; the best epoch by `cfg.best_by` keeps a copy of the weights, and the
+test split is evaluated once, with those weights, at the end. A NaN or infinite loss stops
+the run with status `diverged`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from lossbench.config import RunConfig
+from lossbench.losses import compute_losses, supcon_temperature
+from lossbench.metrics import evaluate
+from lossbench.models import build_model
+from lossbench.seeds import epoch_generator, run_seeds, seed_everything
+from lossbench.strategies import build_strategy
+from lossbench.tasks import Task
+
+EpochCallback = Callable[[dict], None]
+
+
+@dataclass
+class RunResult:
+    """What one run produced: one row per epoch (recorder.COLUMNS) and the summary."""
+
+    rows: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda when available, else cpu. Asking for cuda without one is an error."""
+    from lossbench.errors import ConfigError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
+    """SGD with momentum, or Adam; weight decay as L2."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def is_better(value: float, best: float, best_by: str) -> bool:
+    """Lower is better for val_loss, higher for every other validation metric."""
+    return value < best if best_by == "val_loss" else value > best
+
+
+def init_model(task: Task, cfg: RunConfig, device: torch.device) -> torch.nn.Module:
+    """Fresh weights from the init seed: the same for every strategy of a seed."""
+    seed_everything(run_seeds(cfg.seed).init)
+    return build_model(task.n_items, cfg).to(device)
+
+
+def train_epoch(model, optimizer, strategy, task: Task, cfg: RunConfig, epoch: int,
+                device: torch.device) -> dict:
+    """One pass over the training split; returns the epoch means of the losses.
+    Stops early (returning `diverged_step`) at the first non-finite loss."""
+    generator = epoch_generator(run_seeds(cfg.seed).batch, epoch)
+    order = torch.randperm(len(task.train), generator=generator)
+    sums = {"train_loss": 0.0, "train_objective": 0.0, "train_main_loss": 0.0,
+            "train_aux_loss": 0.0, "below_b": 0}
+    n_steps = 0
+    model.train()
+    for start in range(0, len(order), cfg.batch_size):
+        idx = order[start:start + cfg.batch_size]
+        inputs = task.train.inputs[idx].to(device, non_blocking=True)
+        targets = task.train.targets[idx].to(device, non_blocking=True)
+        losses = compute_losses(model, inputs, targets, cfg, epoch, generator)
+        total = strategy(losses.main, losses.aux)
+        objective = float(total.detach())
+        if not (math.isfinite(objective) and math.isfinite(strategy.raw_total)):
+            return {"diverged_step": n_steps + 1}
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        n_steps += 1
+        sums["train_loss"] += strategy.raw_total
+        sums["train_objective"] += objective
+        sums["train_main_loss"] += float(losses.main.detach())
+        sums["train_aux_loss"] += float(losses.aux.detach())
+        if strategy.flood_level is not None and strategy.raw_total < strategy.flood_level:
+            sums["below_b"] += 1
+    means = {k: v / n_steps for k, v in sums.items() if k != "below_b"}
+    means["flood_frac"] = sums["below_b"] / n_steps
+    return means
+
+
+def train(cfg: RunConfig, task: Task, on_epoch: EpochCallback | None = None) -> RunResult:
+    """Train one run from scratch and evaluate it; see the module docstring."""
+    device = resolve_device(cfg.device)
+    model = init_model(task, cfg, device)
+    optimizer = make_optimizer(model, cfg)
+    strategy = build_strategy(cfg.strategy, alpha=cfg.alpha, lam=cfg.lam, theta0=cfg.theta0,
+                              b=cfg.b, detach_theta=cfg.detach_theta, eps=cfg.eps)
+    result = RunResult()
+    best_value, best_epoch, best_state, best_val = math.inf, 0, None, {}
+    if cfg.best_by != "val_loss":
+        best_value = -math.inf
+    status, diverged_at = "complete", None
+    started = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        epoch_start = time.perf_counter()
+        means = train_epoch(model, optimizer, strategy, task, cfg, epoch, device)
+        if "diverged_step" in means:
+            status, diverged_at = "diverged", {"epoch": epoch, "step": means["diverged_step"]}
+            break
+        val = evaluate(model, task.val, batch_size=cfg.eval_batch_size, device=device,
+                       exclude_seen=cfg.exclude_seen)
+        row = {"epoch": epoch, **means, "theta": strategy.theta,
+               **{f"val_{k}": v for k, v in val.items()},
+               "aux_tau": supcon_temperature(epoch, cfg) if cfg.aux != "none" else 0.0,
+               "seconds": time.perf_counter() - epoch_start}
+        result.rows.append(row)
+        if is_better(row[cfg.best_by], best_value, cfg.best_by):
+            best_value, best_epoch = row[cfg.best_by], epoch
+            best_state = copy.deepcopy(model.state_dict())
+            best_val = {f"val_{k}": v for k, v in val.items()}
+        if on_epoch is not None:
+            on_epoch(row)
+        if cfg.patience and epoch - best_epoch >= cfg.patience:
+            break
+    summary: dict = {"status": status, "diverged_at": diverged_at, "best_by": cfg.best_by,
+                     "best_epoch": best_epoch, "epochs_run": len(result.rows)}
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        test = evaluate(model, task.test, batch_size=cfg.eval_batch_size, device=device,
+                        exclude_seen=cfg.exclude_seen)
+        summary.update(best_val)
+        summary.update({f"test_{k}": v for k, v in test.items()})
+    if result.rows:
+        last = result.rows[-1]
+        summary.update({f"final_{k}": last[k] for k in
+                        ("train_loss", "val_loss", "val_acc", "val_hr10", "val_ndcg10")})
+    summary["wall_seconds"] = time.perf_counter() - started
+    result.summary = summary
+    return result
