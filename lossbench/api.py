@@ -1,0 +1,44 @@
+"""The Python API; each function mirrors a CLI command and takes the same options.
+
+    from lossbench import api
+    comparison = api.run(strategy=["all"], seeds=3, epochs=20)     # lossbench run -s all ...
+    comparison = api.run(strategy="flood", b=0.1, config="experiments/synthetic.toml")
+
+Keyword arguments other than the command's own options are settings (RunConfig fields) and
+override the config file, exactly like the CLI's options and `--set key=value`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lossbench.config import RunConfig, load_config
+from lossbench.experiment import Comparison, Events, plan_runs, run_comparison
+
+
+def base_config(config: str | Path | None = None, **settings: Any) -> RunConfig:
+    """Defaults, then the TOML file `config`, then `settings`."""
+    return load_config(config, settings)
+
+
+def as_list(strategy: str | list[str] | None) -> list[str]:
+    if strategy is None:
+        return ["plain"]
+    return [strategy] if isinstance(strategy, str) else list(strategy)
+
+
+def plan(strategy: str | list[str] | None = None, config: str | Path | None = None,
+         seeds: int = 1, **settings: Any) -> list[RunConfig]:
+    """The runs `run` would make, validated, without running anything."""
+    base = base_config(config, **settings)
+    return plan_runs(base, as_list(strategy), [base.seed + i for i in range(seeds)])
+
+
+def run(strategy: str | list[str] | None = None, config: str | Path | None = None,
+        seeds: int = 1, out: str | Path = "results", name: str | None = None,
+        events: Events | None = None, **settings: Any) -> Comparison:
+    """`lossbench run`: every strategy on seeds seed .. seed + seeds - 1, paired."""
+    base = base_config(config, **settings)
+    return run_comparison(base, as_list(strategy), [base.seed + i for i in range(seeds)],
+                          out=out, name=name, events=events)

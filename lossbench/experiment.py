@@ -1,0 +1,184 @@
+"""A paired comparison: several strategies x several seeds, sharing data and initial weights.
+
+    comparison = run_comparison(base_cfg, ["plain", "flood"], seeds=[0, 1, 2], out="results")
+
+For each seed the task is built once and shared by every strategy; `trainer.train` gives each
+run the same initial weights (init seed) and batch order (batch seed), so two runs of a seed
+differ only in the strategy. Runs land in `<out>/<experiment>/<run folder>` (recorder.py);
+the experiment folder name is derived from the settings that the runs share, so running the
+same command again finds the same folder and skips runs that are already complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+import lossbench
+from lossbench.config import STRATEGY_NAMES, RunConfig, validate
+from lossbench.errors import ConfigError, LossbenchError
+from lossbench.recorder import (RunRecorder, config_hash, is_complete, read_json,
+                                run_dir_name)
+from lossbench.seeds import run_seeds
+from lossbench.tasks import Task, build_task, task_key
+from lossbench.trainer import resolve_device, train
+
+STRATEGY_FIELDS = ("strategy", "b", "alpha", "lam", "theta0", "detach_theta", "eps", "seed")
+"""Settings that may differ between the runs of one experiment folder."""
+
+
+@dataclass
+class RunOutcome:
+    """One run of a comparison: its settings, folder, summary and whether it was skipped."""
+
+    cfg: RunConfig
+    dir: Path
+    summary: dict
+    skipped: bool = False
+
+
+@dataclass
+class Comparison:
+    """Where a comparison was written and what each run gave."""
+
+    dir: Path
+    runs: list[RunOutcome] = field(default_factory=list)
+
+
+class Events:
+    """Progress hooks for a caller that displays things (the CLI); all optional no-ops."""
+
+    def run_started(self, cfg: RunConfig, index: int, total: int) -> None: ...
+    def epoch_done(self, cfg: RunConfig, row: dict) -> None: ...
+    def run_finished(self, outcome: RunOutcome) -> None: ...
+
+
+def expand_strategies(names: list[str]) -> list[str]:
+    """`all` means the four strategies; repeated names keep their first position."""
+    out: list[str] = []
+    for name in names or ["plain"]:
+        for one in (STRATEGY_NAMES if name == "all" else (name,)):
+            if one not in STRATEGY_NAMES:
+                raise ConfigError(f"unknown strategy '{one}'; choose one of: "
+                                  f"{', '.join(STRATEGY_NAMES)}, all")
+            if one not in out:
+                out.append(one)
+    return out
+
+
+def plan_runs(base: RunConfig, strategies: list[str], seeds: list[int]) -> list[RunConfig]:
+    """One validated RunConfig per (seed, strategy), seed-major. Strategies without flooding
+    get b = 0 (no flooding), so their settings say what was actually run."""
+    runs = []
+    for seed in seeds:
+        for name in expand_strategies(strategies):
+            b = base.b if name in ("flood", "reweight-flood") else 0.0
+            runs.append(validate(dataclasses.replace(base, strategy=name, seed=seed, b=b)))
+    return runs
+
+
+def experiment_name(base: RunConfig) -> str:
+    """`<task or dataset>-<hash of the shared settings>`: the same settings give the same
+    folder, whatever strategies and seeds are run in it."""
+    shared = {k: v for k, v in dataclasses.asdict(base).items() if k not in STRATEGY_FIELDS}
+    label = base.dataset if base.task == "movielens" else base.task
+    return f"{label}-{config_hash(shared)}"
+
+
+def make_folder(path: Path) -> list[Path]:
+    """Create `path` (and parents) and prove it writable; return the folders created, so
+    that a failure can remove them again. An unwritable place is a ConfigError."""
+    created = [p for p in (path, *path.parents) if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as exc:
+        remove_empty(created)
+        raise ConfigError(f"cannot write results to {path}: {exc.strerror or exc}") from None
+    return created
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove the folders that are still empty, innermost first."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
+def run_record(cfg: RunConfig, task: Task) -> dict:
+    """config.json: every setting, the derived seeds, versions and the device actually used."""
+    device = resolve_device(cfg.device)
+    device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                   else platform.processor() or platform.machine())
+    return {**dataclasses.asdict(cfg),
+            "seeds": dataclasses.asdict(run_seeds(cfg.seed)),
+            "device_used": f"{device.type} ({device_name})",
+            "task_info": task.info,
+            "versions": {"lossbench": lossbench.__version__, "torch": torch.__version__,
+                         "python": sys.version.split()[0]},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def run_comparison(base: RunConfig, strategies: list[str], seeds: list[int],
+                   out: str | Path = "results", name: str | None = None,
+                   events: Events | None = None) -> Comparison:
+    """Run every (seed, strategy) pair, skipping runs already complete on disk."""
+    events = events or Events()
+    runs = plan_runs(base, strategies, seeds)
+    resolve_device(base.device)
+    comparison = Comparison(Path(out) / (name or experiment_name(base)))
+    created = make_folder(comparison.dir)
+    try:
+        run_all(runs, comparison, events)
+    except LossbenchError:
+        remove_empty(created)
+        raise
+    return comparison
+
+
+def run_all(runs: list[RunConfig], comparison: Comparison, events: Events) -> None:
+    """Run (or skip, when complete on disk) each run in order; tasks are shared per seed."""
+    tasks: dict[tuple, Task] = {}
+    for index, cfg in enumerate(runs):
+        key = task_key(cfg)
+        if key not in tasks:
+            tasks.clear()  # one seed's data at a time: runs are seed-major
+            tasks[key] = build_task(cfg)
+        task = tasks[key]
+        record = run_record(cfg, task)
+        run_dir = comparison.dir / run_dir_name(dataclasses.asdict(cfg))
+        events.run_started(cfg, index, len(runs))
+        if is_complete(run_dir, record):
+            outcome = RunOutcome(cfg, run_dir, read_json(run_dir / "summary.json"), True)
+        else:
+            outcome = RunOutcome(cfg, run_dir, execute_run(cfg, task, run_dir, record, events))
+        comparison.runs.append(outcome)
+        events.run_finished(outcome)
+
+
+def execute_run(cfg: RunConfig, task: Task, run_dir: Path, record: dict,
+                events: Events) -> dict:
+    """Train one run, writing config.json first, metrics.csv every epoch, summary.json last."""
+    recorder = RunRecorder(run_dir)
+    recorder.start(record)
+    rows: list[dict] = []
+
+    def on_epoch(row: dict) -> None:
+        rows.append(row)
+        recorder.epoch(rows)
+        events.epoch_done(cfg, row)
+
+    result = train(cfg, task, on_epoch=on_epoch)
+    summary = {"strategy": cfg.strategy, "b": cfg.b, "seed": cfg.seed, **result.summary}
+    recorder.finish(summary)
+    return summary

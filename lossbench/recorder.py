@@ -1,0 +1,146 @@
+"""Results on disk: the run-folder contract. Accepts plain dicts; knows nothing of torch.
+
+    <out>/<experiment>/<task>__<strategy>__b<b>__s<seed>__<hash>/
+        config.json    every setting, the derived seeds, versions, device; written first
+        metrics.csv    one row per epoch, columns COLUMNS; rewritten atomically every epoch
+        summary.json   best epoch, test metrics there, final values, status; written last
+
+Every file is written to a temporary file in the same folder and renamed over the target,
+so a crash never leaves a half-written file. A run folder without `summary.json`, or whose
+summary says `running`, is incomplete.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from lossbench.errors import DataError
+
+COLUMNS = ("epoch", "train_loss", "train_objective", "train_main_loss", "train_aux_loss",
+           "theta", "flood_frac", "val_loss", "val_acc", "val_hr10", "val_ndcg10", "val_mrr10",
+           "aux_tau", "seconds")
+"""metrics.csv columns. train_* are epoch means over training steps: train_loss is the total
+before flooding, train_objective what was minimised, train_main_loss / train_aux_loss its
+parts; theta is theta at the end of the epoch; flood_frac the fraction of steps whose total
+was below b; val_loss the main cross-entropy on validation; seconds the epoch's wall time."""
+
+
+def config_hash(settings: dict[str, Any], length: int = 8) -> str:
+    """A short, stable hash of a JSON-able dict (key order does not matter)."""
+    blob = json.dumps(settings, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def run_dir_name(settings: dict[str, Any]) -> str:
+    """`<task>__<strategy>__b<b>__s<seed>__<hash of all settings>` for a RunConfig dict."""
+    return (f"{settings['task']}__{settings['strategy']}__b{settings['b']:g}"
+            f"__s{settings['seed']}__{config_hash(settings, 6)}")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file and an atomic rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomically write `obj` as indented JSON."""
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    """Read a JSON object; a missing, truncated or malformed file is a DataError naming it."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"missing file: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path} does not hold a JSON object")
+    return data
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    """metrics.csv text: the header COLUMNS, then one line per row (floats at full precision)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def read_metrics(path: Path) -> list[dict[str, float]]:
+    """Rows of a metrics.csv as floats (epoch as int); a DataError names a bad file."""
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = set(COLUMNS) - set(reader.fieldnames or ())
+            if missing:
+                raise DataError(f"{path} lacks columns: {', '.join(sorted(missing))}")
+            rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()
+                     if k in COLUMNS} for row in reader]
+    except FileNotFoundError:
+        raise DataError(f"missing file: {path}") from None
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, csv.Error) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    return rows
+
+
+class RunRecorder:
+    """Writes one run folder: `start(config)`, `epoch(rows)` each epoch, `finish(summary)`."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = Path(run_dir)
+
+    def start(self, config: dict) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "summary.json").unlink(missing_ok=True)
+        (self.dir / "metrics.csv").unlink(missing_ok=True)
+        write_json(self.dir / "config.json", config)
+        self.epoch([])
+
+    def epoch(self, rows: list[dict]) -> None:
+        write_atomic(self.dir / "metrics.csv", rows_to_csv(rows))
+
+    def finish(self, summary: dict) -> None:
+        write_json(self.dir / "summary.json", summary)
+
+
+def is_complete(run_dir: Path, config: dict) -> bool:
+    """True when `run_dir` holds a finished run (status complete or diverged) of exactly
+    `config`, with all three files readable."""
+    run_dir = Path(run_dir)
+    try:
+        stored = read_json(run_dir / "config.json")
+        summary = read_json(run_dir / "summary.json")
+        read_metrics(run_dir / "metrics.csv")
+    except DataError:
+        return False
+    same = all(stored.get(k) == v for k, v in settings_of(config).items())
+    return same and summary.get("status") in ("complete", "diverged")
+
+
+def settings_of(config: dict) -> dict:
+    """The RunConfig fields of a config.json dict (without seeds, versions, device name)."""
+    from lossbench.config import FIELD_TYPES
+
+    return {k: config[k] for k in FIELD_TYPES if k in config}
