@@ -1,0 +1,197 @@
+"""`lossbench run` as a user runs it: files on disk, paired runs, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lossbench import api
+from lossbench.cli import app
+from lossbench.config import load_config
+from lossbench.recorder import COLUMNS
+from lossbench.seeds import epoch_generator, run_seeds
+from lossbench.tasks import build_task
+from lossbench.trainer import init_model
+
+SUMMARY_KEYS = {"status", "best_epoch", "test_loss", "test_acc", "test_hr10", "test_ndcg10",
+                "final_val_loss", "final_train_loss", "wall_seconds"}
+CONFIG_KEYS = {"strategy", "b", "alpha", "lam", "theta0", "detach_theta", "seed", "task",
+               "seeds", "versions", "device_used"}
+
+
+def run_folders(out: Path) -> list[Path]:
+    return sorted(p for p in out.glob("*/*") if p.is_dir())
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_run_flood_writes_the_three_files(runner, tiny, tmp_path):
+    result = runner.invoke(app, ["run", "--config", str(tiny), "--strategy", "flood",
+                                 "--b", "0.1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "results:" in result.stdout and "flood" in result.stdout
+    (folder,) = run_folders(tmp_path)
+    assert folder.name.startswith("synthetic__flood__b0.1__s0__")
+    config = json.loads((folder / "config.json").read_text())
+    assert CONFIG_KEYS <= set(config)
+    assert (config["strategy"], config["b"], config["seed"]) == ("flood", 0.1, 0)
+    assert config["seeds"] == {"data": 0, "init": 10_000, "batch": 20_000}
+    assert set(config["versions"]) == {"lossbench", "torch", "python"}
+    rows = read_csv(folder / "metrics.csv")
+    assert list(rows[0]) == list(COLUMNS)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    for row in rows:
+        assert float(row["train_objective"]) >= 0.1 - 1e-6  # a flooded objective is >= b
+        assert 0.0 <= float(row["flood_frac"]) <= 1.0
+    summary = json.loads((folder / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["status"] == "complete"
+    assert 1 <= summary["best_epoch"] <= 3
+    assert summary["val_loss"] == min(float(r["val_loss"]) for r in rows)
+
+
+def test_strategy_all_with_seeds_makes_every_pair(runner, tiny, tmp_path):
+    result = runner.invoke(app, ["run", "--config", str(tiny), "--strategy", "all",
+                                 "--seeds", "2", "--b", "0.5", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    names = [p.name.split("__")[1:4] for p in run_folders(tmp_path)]
+    expected = {(s, f"b{0.5 if 'flood' in s else 0:g}", f"s{seed}")
+                for s in ("plain", "reweight", "flood", "reweight-flood") for seed in (0, 1)}
+    assert {tuple(n) for n in names} == expected
+    assert len(list(tmp_path.iterdir())) == 1  # one experiment folder for the comparison
+
+
+def test_repeated_strategy_option_and_rerun_skips_complete_runs(runner, tiny, tmp_path):
+    args = ["run", "--config", str(tiny), "-s", "plain", "-s", "reweight", "--alpha", "0.5",
+            "--out", str(tmp_path)]
+    assert runner.invoke(app, args).exit_code == 0
+    stamps = {p: (p / "summary.json").stat().st_mtime_ns for p in run_folders(tmp_path)}
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert again.stdout.count("skipped (already complete)") == 2
+    assert stamps == {p: (p / "summary.json").stat().st_mtime_ns for p in run_folders(tmp_path)}
+
+
+def test_reweight_records_theta_and_detach_switch(tiny, tmp_path):
+    runs = {}
+    for detach in (False, True):
+        comparison = api.run(strategy="reweight", config=tiny, detach_theta=detach,
+                             out=tmp_path)
+        (run,) = comparison.runs
+        runs[detach] = read_csv(run.dir / "metrics.csv")
+        assert json.loads((run.dir / "config.json").read_text())["detach_theta"] is detach
+    thetas = [float(r["theta"]) for r in runs[False]]
+    assert all(0.0 < t < 1.0 for t in thetas)
+    assert runs[False] != runs[True]
+
+
+def test_paired_runs_share_data_initial_weights_and_batch_order(tiny):
+    cfg_plain = load_config(tiny, {"strategy": "plain", "seed": 3})
+    cfg_flood = load_config(tiny, {"strategy": "flood", "b": 0.7, "seed": 3})
+    task_a, task_b = build_task(cfg_plain), build_task(cfg_flood)
+    assert torch.equal(task_a.train.targets, task_b.train.targets)
+    assert torch.equal(task_a.val.inputs, task_b.val.inputs)
+    weights_a = init_model(task_a, cfg_plain, torch.device("cpu")).state_dict()
+    weights_b = init_model(task_b, cfg_flood, torch.device("cpu")).state_dict()
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+    batch = run_seeds(3).batch
+    for epoch in (1, 2):
+        order_a = torch.randperm(64, generator=epoch_generator(batch, epoch))
+        order_b = torch.randperm(64, generator=epoch_generator(batch, epoch))
+        assert torch.equal(order_a, order_b)
+    other_seed = build_task(load_config(tiny, {"seed": 4}))
+    assert not torch.equal(task_a.train.targets, other_seed.train.targets)
+
+
+def test_flood_with_b_zero_reproduces_plain_exactly(tiny, tmp_path):
+    """End to end: same data, weights and batches, and |L - 0| + 0 = L, so every number of
+    the two runs must match. Any unpaired randomness would break this."""
+    comparison = api.run(strategy=["plain", "flood", "reweight", "reweight-flood"],
+                         config=tiny, b=0.0, out=tmp_path)
+    metrics = {r.cfg.strategy: read_csv(r.dir / "metrics.csv") for r in comparison.runs}
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(metrics["plain"]) == strip(metrics["flood"])
+    assert strip(metrics["reweight"]) == strip(metrics["reweight-flood"])
+    assert strip(metrics["plain"]) != strip(metrics["reweight"])
+
+
+def test_aux_none_gives_zero_aux_loss(runner, tiny, tmp_path):
+    result = runner.invoke(app, ["run", "--config", str(tiny), "--aux", "none",
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (folder,) = run_folders(tmp_path)
+    rows = read_csv(folder / "metrics.csv")
+    assert all(float(r["train_aux_loss"]) == 0.0 for r in rows)
+    assert all(float(r["train_loss"]) == float(r["train_main_loss"]) for r in rows)
+
+
+def test_experiment_toml_loads_and_cli_overrides_it(tmp_path):
+    default = load_config(Path(__file__).parents[1] / "experiments" / "synthetic.toml")
+    assert default.task == "synthetic" and default.b > 0
+    cfg = load_config(Path(__file__).parents[1] / "experiments" / "synthetic.toml",
+                      {"strategy": "reweight", "alpha": "0.3", "lam": 2})
+    assert (cfg.strategy, cfg.alpha, cfg.lam) == ("reweight", 0.3, 2.0)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--strategy", "bogus"], "unknown strategy 'bogus'"),
+    (["--strategy", "flood", "--b", "-0.5"], "b must be >= 0"),
+    (["--alpha", "0"], "alpha must be in (0, 1]"),
+    (["--alpha", "1.01"], "alpha must be in (0, 1]"),
+    (["--lam", "-1"], "lam must be >= 0"),
+    (["--config", "no/such/file.toml"], "config file not found"),
+    (["--set", "nonsense=1"], "unknown setting 'nonsense'"),
+    (["--set", "epochs=many"], "setting 'epochs' in the command line must be int"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--no-such-option"], "No such option"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(runner, tiny, tmp_path, args, message):
+    out = tmp_path / "results"
+    config = [] if "--config" in args else ["--config", str(tiny)]
+    result = runner.invoke(app, ["run", *config, *args, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_unknown_key_in_config_file_names_key_and_file(runner, tmp_path):
+    bad = write(tmp_path / "bad.toml", "epochs = 2\nlearning_rate = 0.1\n")
+    result = runner.invoke(app, ["run", "--config", str(bad), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "unknown setting 'learning_rate'" in result.stderr and str(bad) in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_malformed_toml_is_one_line(runner, tmp_path):
+    bad = write(tmp_path / "bad.toml", "epochs = = 2\n")
+    result = runner.invoke(app, ["run", "--config", str(bad), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "not valid TOML" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unwritable_out_is_exit_2_and_nothing_written(runner, tiny, tmp_path):
+    blocker = write(tmp_path / "a-file", "not a folder")
+    result = runner.invoke(app, ["run", "--config", str(tiny), "--out", str(blocker / "x")])
+    assert result.exit_code == 2
+    assert "cannot write results to" in result.stderr
+    assert blocker.read_text() == "not a folder"
+
+
+def test_every_command_has_help(runner):
+    for command in (["--help"], ["run", "--help"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0 and "Usage" in result.stdout

@@ -1,0 +1,139 @@
+"""Each strategy against a hand computation of its value and gradient, over several steps."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lossbench.strategies import build_strategy, flood
+
+ALPHA, LAM, THETA0, EPS = 0.1, 5.0, 0.0, 1e-12
+STEPS = [(2.0, 1.0), (1.5, 0.8), (1.2, 0.9), (0.7, 1.3)]  # (L_main, L_aux) per step
+
+
+def leaves(main: float, aux: float) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.tensor(main, dtype=torch.float64, requires_grad=True),
+            torch.tensor(aux, dtype=torch.float64, requires_grad=True))
+
+
+def hand_reweight(main: float, aux: float, theta_old: float, detach: bool):
+    """Value, dL/dmain, dL/daux and theta_new of L = m + theta_new * a, worked out by hand."""
+    denom = main + LAM * aux + EPS
+    theta_new = ALPHA * main / denom + (1 - ALPHA) * theta_old
+    value = main + theta_new * aux
+    if detach:
+        return value, 1.0, theta_new, theta_new
+    dtheta_dm = ALPHA * (LAM * aux + EPS) / denom**2
+    dtheta_da = -ALPHA * main * LAM / denom**2
+    return value, 1.0 + aux * dtheta_dm, theta_new + aux * dtheta_da, theta_new
+
+
+def test_flood_values_from_the_style_guide():
+    assert float(flood(torch.tensor(0.9), 0.5)) == pytest.approx(0.9)
+    assert float(flood(torch.tensor(0.3), 0.5)) == pytest.approx(0.7)
+
+
+def test_flood_gradient_flips_sign_below_b():
+    for loss, expected in ((0.9, 1.0), (0.3, -1.0)):
+        x = torch.tensor(loss, requires_grad=True)
+        flood(x, 0.5).backward()
+        assert float(x.grad) == expected
+
+
+def test_plain_is_the_sum_with_unit_gradients():
+    s = build_strategy("plain")
+    for main_value, aux_value in STEPS:
+        main, aux = leaves(main_value, aux_value)
+        total = s(main, aux)
+        total.backward()
+        assert total.item() == pytest.approx(main_value + aux_value)
+        assert (float(main.grad), float(aux.grad)) == (1.0, 1.0)
+        assert s.theta == 1.0
+
+
+def test_flood_on_the_total_over_steps():
+    b = 2.5
+    s = build_strategy("flood", b=b)
+    for main_value, aux_value in STEPS:
+        main, aux = leaves(main_value, aux_value)
+        total = s(main, aux)
+        total.backward()
+        raw = main_value + aux_value
+        sign = 1.0 if raw > b else -1.0
+        assert total.item() == pytest.approx(abs(raw - b) + b)
+        assert s.raw_total == pytest.approx(raw)
+        assert float(main.grad) == sign and float(aux.grad) == sign
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_reweight_value_gradient_and_theta_over_steps(detach):
+    s = build_strategy("reweight", alpha=ALPHA, lam=LAM, theta0=THETA0, detach_theta=detach)
+    theta = THETA0
+    for main_value, aux_value in STEPS:
+        main, aux = leaves(main_value, aux_value)
+        total = s(main, aux)
+        total.backward()
+        value, grad_main, grad_aux, theta = hand_reweight(main_value, aux_value, theta, detach)
+        assert total.item() == pytest.approx(value, rel=1e-12)
+        assert float(main.grad) == pytest.approx(grad_main, rel=1e-12)
+        assert float(aux.grad) == pytest.approx(grad_aux, rel=1e-12)
+        assert s.theta == pytest.approx(theta, rel=1e-12)
+
+
+def test_reweight_first_step_by_hand():
+    # m = 2, a = 1: theta~ = 2/7, theta_1 = 0.1 * 2/7, L = 2 + theta_1.
+    s = build_strategy("reweight", alpha=0.1, lam=5.0, theta0=0.0)
+    main, aux = leaves(2.0, 1.0)
+    total = s(main, aux)
+    total.backward()
+    assert total.item() == pytest.approx(2.0 + 0.2 / 7)
+    assert float(main.grad) == pytest.approx(1.0 + 0.1 * 5.0 / 49)
+    assert float(aux.grad) == pytest.approx(0.2 / 7 - 0.1 * 2.0 * 5.0 / 49)
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_reweight_flood_floods_the_reweighted_total(detach):
+    b = 1.6
+    s = build_strategy("reweight-flood", alpha=ALPHA, lam=LAM, theta0=0.5, b=b,
+                       detach_theta=detach)
+    theta = 0.5
+    for main_value, aux_value in STEPS:
+        main, aux = leaves(main_value, aux_value)
+        total = s(main, aux)
+        total.backward()
+        value, grad_main, grad_aux, theta = hand_reweight(main_value, aux_value, theta, detach)
+        sign = 1.0 if value > b else -1.0
+        assert total.item() == pytest.approx(abs(value - b) + b, rel=1e-12)
+        assert float(main.grad) == pytest.approx(sign * grad_main, rel=1e-12)
+        assert float(aux.grad) == pytest.approx(sign * grad_aux, rel=1e-12)
+        assert s.theta == pytest.approx(theta, rel=1e-12)
+
+
+def test_theta_is_fresh_for_every_strategy_object():
+    first = build_strategy("reweight", theta0=0.25)
+    first(*leaves(2.0, 1.0))
+    assert first.theta != 0.25
+    assert build_strategy("reweight", theta0=0.25).theta == 0.25
+
+
+def test_reweight_keeps_theta_finite_when_both_losses_are_zero():
+    s = build_strategy("reweight", lam=0.0)
+    total = s(*leaves(0.0, 0.0))
+    assert math.isfinite(total.item()) and math.isfinite(s.theta)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"name": "bogus"}, "unknown strategy"),
+    ({"name": "flood", "b": -0.1}, "b must be >= 0"),
+    ({"name": "reweight", "alpha": 0.0}, "alpha must be in (0, 1]"),
+    ({"name": "reweight", "alpha": 1.5}, "alpha must be in (0, 1]"),
+    ({"name": "reweight", "lam": -1.0}, "lam must be >= 0"),
+])
+def test_bad_parameters_are_config_errors(kwargs, message):
+    from lossbench.errors import ConfigError
+
+    name = kwargs.pop("name")
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("]", r"\]")):
+        build_strategy(name, **kwargs)
