@@ -52,16 +52,16 @@ def test_double_descent_found_with_the_numbers():
     values = curve((5.0, 4.0, 20), (4.0, 4.6, 30), (4.6, 4.2, 40))
     dd = double_descent(values)
     assert dd.found
-    assert dd.m1 == pytest.approx(4.0, abs=0.02) and 18 <= dd.t1 <= 22
-    assert dd.peak == pytest.approx(4.6, abs=0.02)
-    assert dd.m2 == pytest.approx(4.2, abs=0.02)
+    assert dd.m1 == pytest.approx(4.0, abs=0.05) and 18 <= dd.t1 <= 22
+    assert dd.peak == pytest.approx(4.6, abs=0.05)
+    assert dd.m2 == pytest.approx(4.2, abs=0.05)
     assert dd.recovered == pytest.approx(0.4 / 0.6, abs=0.05)
 
 
 def test_plain_overfitting_is_not_double_descent():
     dd = double_descent(curve((5.0, 4.0, 20), (4.0, 6.0, 60)))
     assert not dd.found
-    assert dd.m1 == pytest.approx(4.0, abs=0.02)
+    assert dd.m1 == pytest.approx(4.0, abs=0.05)
 
 
 def test_monotone_descent_is_not_double_descent():
