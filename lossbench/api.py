@@ -42,3 +42,20 @@ def run(strategy: str | list[str] | None = None, config: str | Path | None = Non
     base = base_config(config, **settings)
     return run_comparison(base, as_list(strategy), [base.seed + i for i in range(seeds)],
                           out=out, name=name, events=events)
+
+
+def sweep_b(strategy: str = "flood", b_grid: str | list[float] | None = None,
+            b_range: str | None = None, select: str = "val_loss", seeds: int = 3,
+            config: str | Path | None = None, out: str | Path = "results",
+            events: Events | None = None, on_grid=None, **settings: Any) -> dict:
+    """`lossbench sweep-b`: returns the content of sweep.json plus its folder under "dir".
+    `b_grid` is a list of floats or the CLI's comma-separated string."""
+    from lossbench.sweep import parse_grid, sweep_b as run_sweep
+
+    if isinstance(b_grid, list | tuple):
+        b_grid = ",".join(repr(float(b)) for b in b_grid)
+    grid = parse_grid(b_grid, b_range)
+    base = base_config(config, **settings)
+    return run_sweep(base, strategy=strategy, grid=grid, select=select, out=out,
+                     seeds=[base.seed + i for i in range(seeds)], events=events,
+                     on_grid=on_grid)

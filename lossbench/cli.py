@@ -90,6 +90,7 @@ class ProgressEvents:
 
     def run_started(self, cfg, index: int, total: int) -> None:
         self.progress.start()  # only once there is work: errors before it print alone
+        self.progress.update(self.runs, total=total)
         label = f"{cfg.strategy} b={cfg.b:g} seed={cfg.seed}"
         self.progress.update(self.runs, description=f"run {index + 1}/{total}")
         self.progress.reset(self.epochs, total=cfg.epochs, description=label)
@@ -129,6 +130,12 @@ def runs_table(comparison) -> Table:
     return table
 
 
+DataDirOpt = Annotated[str | None, typer.Option(
+    help="movielens: data folder (default $LOSSBENCH_DATA_DIR, else ~/.cache/lossbench).")]
+MinRatingOpt = Annotated[int | None, typer.Option(
+    help="movielens: keep ratings >= this (0 = all, RecBole's default).")]
+KCoreOpt = Annotated[int | None, typer.Option(
+    help="movielens: keep users and items with >= k interactions (0 = off).")]
 StrategyOpt = Annotated[list[str] | None, typer.Option(
     "--strategy", "-s", help="plain, reweight, flood, reweight-flood or all; repeatable.")]
 ConfigOpt = Annotated[Path | None, typer.Option(
@@ -165,6 +172,9 @@ def run(
     aux: Annotated[str | None, typer.Option(help="supcon or none (L_aux = 0).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    data_dir: DataDirOpt = None,
+    min_rating: MinRatingOpt = None,
+    k_core: KCoreOpt = None,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
     name: Annotated[str | None, typer.Option(
         help="Experiment folder name under --out (default: derived from the settings).")] = None,
@@ -177,10 +187,11 @@ def run(
         overrides = collect_overrides(
             {"b": b, "alpha": alpha, "lam": lam, "theta0": theta0, "detach_theta": detach_theta,
              "task": task, "dataset": dataset, "model": model, "aux": aux, "epochs": epochs,
-             "device": device}, set_)
-        if seed is not None:
-            overrides["seed"] = seed
-        n_runs = len(api.plan(strategy=strategy, config=config, seeds=seeds, **overrides))
+             "device": device, "data_dir": data_dir, "min_rating": min_rating,
+             "k_core": k_core, "seed": seed}, set_)
+        runs = api.plan(strategy=strategy, config=config, seeds=seeds, **overrides)
+        ensure_data(runs[0])
+        n_runs = len(runs)
         progress = make_progress()
         try:
             comparison = api.run(strategy=strategy, config=config, seeds=seeds, out=out,
@@ -195,3 +206,118 @@ def run(
 def main() -> None:  # pragma: no cover - the console script
     app()
 
+
+
+@app.command("sweep-b")
+def sweep_b(
+    strategy: Annotated[str, typer.Option(
+        "--strategy", "-s", help="flood or reweight-flood.")] = "flood",
+    b_grid: Annotated[str | None, typer.Option(
+        help="Comma-separated flood levels, e.g. 0.05,0.1,0.2.")] = None,
+    b_range: Annotated[str | None, typer.Option(
+        help="start:stop:num, evenly spaced and inclusive (like numpy.linspace).")] = None,
+    select: Annotated[str, typer.Option(
+        help="Validation metric that picks b: val_loss, val_acc or val_ndcg10.")] = "val_loss",
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per b: seed, seed+1, ...")] = 3,
+    seed: Annotated[int | None, typer.Option(min=0, help="First seed.")] = None,
+    config: ConfigOpt = None,
+    task: Annotated[str | None, typer.Option(help="synthetic (default) or movielens.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="movielens: ml-100k or ml-1m.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    data_dir: DataDirOpt = None,
+    out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Explicitly resume (the default anyway: complete runs are skipped).")
+    ] = False,
+    set_: SetOpt = None,
+) -> None:
+    """Sweep the flood level b: select it on validation, report test at the selected b."""
+    from lossbench import api
+
+    with guard():
+        overrides = collect_overrides({"epochs": epochs, "device": device, "seed": seed,
+                                       "task": task, "dataset": dataset,
+                                       "data_dir": data_dir}, set_)
+        ensure_data(api.base_config(config, **overrides))
+        progress = make_progress()
+
+        def show_grid(grid: list[float], level: float | None) -> None:
+            origin = (f"from the baseline's training loss at its best epoch ({level:.4g})"
+                      if level is not None else "as given")
+            progress.console.print(f"b grid {origin}: {', '.join(f'{b:g}' for b in grid)}"
+                                   " (+ b = 0, the no-flood baseline)")
+
+        try:
+            result = api.sweep_b(strategy=strategy, b_grid=b_grid, b_range=b_range,
+                                 select=select, seeds=seeds, config=config, out=out,
+                                 events=ProgressEvents(progress, seeds), on_grid=show_grid,
+                                 **overrides)
+        finally:
+            progress.stop()
+        console.print(sweep_table(result))
+        console.print(f"selected b = {result['selected_b']:g}: {result['why']}")
+        console.print(f"results: {result['dir']}")
+
+
+def sweep_table(result: dict) -> Table:
+    """One line per b: mean and 95 % CI of the selection metric and its test counterpart."""
+    select = result["select"]
+    table = Table(title=f"sweep-b ({result['strategy']}, baseline b = 0 is "
+                        f"{result['baseline']}): mean [95 % CI] over seeds")
+    for column in ("b", select, f"test_{select[4:]}", "test acc", "test ndcg10", "diverged",
+                   "selected"):
+        table.add_column(column, justify="right")
+    for b, stats in result["per_b"].items():
+        val, test = stats["val"], stats["test"]
+        table.add_row(b, f"{val['mean']:.4f} [{val['lo']:.4f}, {val['hi']:.4f}]",
+                      f"{test['mean']:.4f} [{test['lo']:.4f}, {test['hi']:.4f}]",
+                      fmt(stats["test_metrics"]["test_acc"], 3),
+                      fmt(stats["test_metrics"]["test_ndcg10"], 3),
+                      str(len(stats["diverged"])),
+                      "<-" if float(b) == result["selected_b"] else "")
+    return table
+
+
+def ensure_data(cfg) -> None:
+    """For MovieLens, find or download the data set up front, with a download bar."""
+    if cfg.task != "movielens":
+        return
+    download_with_progress(cfg.dataset, cfg.data_dir)
+
+
+def download_with_progress(dataset: str, data_dir: str, url: str | None = None,
+                           sha256: str | None = None) -> Path:
+    """data.download_dataset with a rich bar (shown only while bytes arrive)."""
+    from rich.progress import DownloadColumn, TransferSpeedColumn
+
+    from lossbench.data import download_dataset
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), TimeRemainingColumn(), console=console,
+                  transient=True) as bars:
+        bar = bars.add_task(f"downloading {dataset}", total=None)
+        return download_dataset(
+            dataset, data_dir, url=url, sha256=sha256,
+            progress=lambda done, total: bars.update(bar, completed=done, total=total))
+
+
+data_app = typer.Typer(cls=OneLineErrors, no_args_is_help=True,
+                       help="MovieLens data: download, verify (SHA-256), extract.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("download")
+def data_download(
+    dataset: Annotated[str, typer.Argument(help="ml-100k or ml-1m.")],
+    data_dir: Annotated[str, typer.Option(
+        help="Data folder (default $LOSSBENCH_DATA_DIR, else ~/.cache/lossbench).")] = "",
+    url: Annotated[str | None, typer.Option(
+        help="Archive URL instead of GroupLens (or set $LOSSBENCH_MOVIELENS_URL_BASE).")] = None,
+    sha256: Annotated[str | None, typer.Option(
+        help="Expected SHA-256 of the archive (default: the published one).")] = None,
+) -> None:
+    """Download, verify and extract a MovieLens data set; uses it if it is already there."""
+    with guard():
+        folder = download_with_progress(dataset, data_dir, url=url, sha256=sha256)
+        console.print(f"{dataset} ready in {folder}")

@@ -26,7 +26,7 @@ import lossbench
 from lossbench.config import STRATEGY_NAMES, RunConfig, validate
 from lossbench.errors import ConfigError, LossbenchError
 from lossbench.recorder import (RunRecorder, config_hash, is_complete, read_json,
-                                run_dir_name)
+                                read_metrics, run_dir_name)
 from lossbench.seeds import run_seeds
 from lossbench.tasks import Task, build_task, task_key
 from lossbench.trainer import resolve_device, train
@@ -42,6 +42,7 @@ class RunOutcome:
     cfg: RunConfig
     dir: Path
     summary: dict
+    rows: list[dict] = field(default_factory=list)
     skipped: bool = False
 
 
@@ -146,10 +147,14 @@ def run_comparison(base: RunConfig, strategies: list[str], seeds: list[int],
     return comparison
 
 
-def run_all(runs: list[RunConfig], comparison: Comparison, events: Events) -> None:
-    """Run (or skip, when complete on disk) each run in order; tasks are shared per seed."""
+def run_all(runs: list[RunConfig], comparison: Comparison, events: Events, *,
+            offset: int = 0, total: int | None = None) -> None:
+    """Run (or skip, when complete on disk) each run in order, appending to
+    `comparison.runs`; tasks are shared per seed. `offset`/`total` number the runs for
+    progress when one comparison is run in several batches (a sweep)."""
     tasks: dict[tuple, Task] = {}
-    for index, cfg in enumerate(runs):
+    total = len(runs) + offset if total is None else total
+    for index, cfg in enumerate(runs, start=offset):
         key = task_key(cfg)
         if key not in tasks:
             tasks.clear()  # one seed's data at a time: runs are seed-major
@@ -157,17 +162,18 @@ def run_all(runs: list[RunConfig], comparison: Comparison, events: Events) -> No
         task = tasks[key]
         record = run_record(cfg, task)
         run_dir = comparison.dir / run_dir_name(dataclasses.asdict(cfg))
-        events.run_started(cfg, index, len(runs))
+        events.run_started(cfg, index, total)
         if is_complete(run_dir, record):
-            outcome = RunOutcome(cfg, run_dir, read_json(run_dir / "summary.json"), True)
+            outcome = RunOutcome(cfg, run_dir, read_json(run_dir / "summary.json"),
+                                 read_metrics(run_dir / "metrics.csv"), skipped=True)
         else:
-            outcome = RunOutcome(cfg, run_dir, execute_run(cfg, task, run_dir, record, events))
+            outcome = RunOutcome(cfg, run_dir, *execute_run(cfg, task, run_dir, record, events))
         comparison.runs.append(outcome)
         events.run_finished(outcome)
 
 
 def execute_run(cfg: RunConfig, task: Task, run_dir: Path, record: dict,
-                events: Events) -> dict:
+                events: Events) -> tuple[dict, list[dict]]:
     """Train one run, writing config.json first, metrics.csv every epoch, summary.json last."""
     recorder = RunRecorder(run_dir)
     recorder.start(record)
@@ -181,4 +187,4 @@ def execute_run(cfg: RunConfig, task: Task, run_dir: Path, record: dict,
     result = train(cfg, task, on_epoch=on_epoch)
     summary = {"strategy": cfg.strategy, "b": cfg.b, "seed": cfg.seed, **result.summary}
     recorder.finish(summary)
-    return summary
+    return summary, rows

@@ -1,0 +1,481 @@
+"""Reads run folders from disk and compares strategies over seeds. Never imports torch.
+
+    runs = load_runs("results/synthetic-91f440ad")       # one run, an experiment or a sweep
+    summary = summarize(runs, window=5)                    # a JSON-able dict
+    paths = write_report(summary, "results/synthetic-91f440ad")   # report.json, report.md
+    tables = render_tables(summary)                        # rich tables; the CLI prints them
+
+Statistics are pure functions of NumPy arrays (rliable style); each docstring gives the
+shape and the edge cases:
+    mean_ci      mean and t-based confidence interval over seeds
+    paired_test  paired t-test, and Wilcoxon signed-rank when n >= 6, on per-seed differences
+    holm         Holm's step-down adjustment of p-values across strategies
+    curve_band   mean and confidence band per epoch over seeds (what plot.py draws)
+Groups are (strategy, b) plus every setting that differs across runs (alpha, lam, ...).
+Each group is compared with the plain (b = 0) group of the same settings, seed by seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+from scipy import stats
+
+from lossbench.config import STRATEGY_NAMES
+from lossbench.curves import double_descent
+from lossbench.errors import DataError
+from lossbench.recorder import read_json, read_metrics, settings_of, write_atomic, write_json
+
+RUN_FILES = ("config.json", "metrics.csv", "summary.json")
+METRICS = ("val_loss", "final_val_loss", "val_acc", "val_hr10", "val_ndcg10",
+           "test_loss", "test_acc", "test_hr10", "test_ndcg10")
+"""summary.json keys compared across strategies: val_* and test_* at the best validation
+epoch (val_loss there is the best validation loss when best_by = val_loss), final_val_loss at
+the last epoch."""
+NO_FLOOD = {"flood": "plain", "reweight-flood": "reweight"}
+STRATEGY_PARAMS = ("alpha", "lam", "theta0", "detach_theta", "eps")
+"""Settings that change reweighting only: the plain baseline may differ in them."""
+IGNORED = ("seed", "strategy", "b", "device", "data_dir", "eval_batch_size")
+"""Settings that never split runs into groups."""
+WILCOXON_MIN_N = 6
+"""Below 6 seeds the exact two-sided Wilcoxon p-value cannot go below 2 / 2**5 = 0.0625."""
+
+
+@dataclass
+class Run:
+    """One run folder as read from disk. `summary` is None when the folder is incomplete
+    (a file missing or unreadable, or status not complete/diverged); `problem` says why."""
+
+    dir: Path
+    config: dict
+    rows: list[dict]
+    summary: dict | None
+    problem: str = ""
+
+    @property
+    def diverged(self) -> bool:
+        return self.summary is not None and self.summary.get("status") == "diverged"
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def load_run(run_dir: Path) -> Run:
+    """Read one run folder; whatever fails is recorded in `problem`, not raised."""
+    config: dict = {}
+    rows: list[dict] = []
+    try:
+        config = read_json(run_dir / "config.json")
+        rows = read_metrics(run_dir / "metrics.csv")
+        summary = read_json(run_dir / "summary.json")
+    except DataError as exc:
+        return Run(run_dir, config, rows, None, str(exc))
+    lacking = [k for k in ("strategy", "b", "seed") if k not in config]
+    if lacking:
+        return Run(run_dir, config, rows, None,
+                   f"{run_dir / 'config.json'} lacks {', '.join(lacking)}")
+    if summary.get("status") not in ("complete", "diverged"):
+        return Run(run_dir, config, rows, None, f"{run_dir / 'summary.json'} has status "
+                   f"{summary.get('status')!r}, not 'complete' or 'diverged'")
+    return Run(run_dir, config, rows, summary)
+
+
+def load_runs(results_dir: str | Path) -> list[Run]:
+    """Every run folder at or below `results_dir` (a run, an experiment or a sweep folder),
+    sorted by path. A run folder is one holding config.json, metrics.csv or summary.json.
+    Incomplete folders are returned with summary None. No run folders, or none complete,
+    is a DataError (naming a bad file)."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise DataError(f"no such results folder: {results_dir}")
+    dirs = sorted({p.parent for name in RUN_FILES for p in results_dir.rglob(name)})
+    runs = [load_run(d) for d in dirs]
+    if not runs:
+        raise DataError(f"no runs found in {results_dir} (a run folder holds config.json, "
+                        "metrics.csv and summary.json; make one with `lossbench run`)")
+    if all(r.summary is None for r in runs):
+        raise DataError(f"no complete runs in {results_dir}: {runs[0].problem}")
+    return runs
+
+
+def load_sweep(results_dir: str | Path) -> dict | None:
+    """`results_dir/sweep.json` (written by `lossbench sweep-b`), or None when absent."""
+    path = Path(results_dir) / "sweep.json"
+    return read_json(path) if path.exists() else None
+
+
+# --- statistics (pure) -----------------------------------------------------------------
+
+
+def mean_ci(values: Any, confidence: float = 0.95) -> dict:
+    """Mean over seeds with a t-based confidence interval. values: shape (n_seeds,).
+
+    mean = x_bar, half = t_{(1 + confidence) / 2, n - 1} * s / sqrt(n) with s the sample
+    standard deviation (ddof = 1); lo, hi = mean -/+ half. Non-finite entries are dropped
+    first and n counts the rest. n = 0: mean, lo, hi are nan. n = 1: lo = hi = nan (one
+    seed says nothing about spread). All values equal (s = 0): lo = hi = mean."""
+    x = np.asarray(values, dtype=float).ravel()
+    x = x[np.isfinite(x)]
+    out = {"n": int(len(x)), "mean": math.nan, "lo": math.nan, "hi": math.nan}
+    if len(x) == 0:
+        return out
+    out["mean"] = float(x.mean())
+    if len(x) < 2:
+        return out
+    half = float(stats.t.ppf((1 + confidence) / 2, len(x) - 1) * x.std(ddof=1)
+                 / math.sqrt(len(x)))
+    out.update(lo=out["mean"] - half, hi=out["mean"] + half)
+    return out
+
+
+def paired_test(diffs: Any) -> dict:
+    """Tests of "no difference" on per-seed differences. diffs: shape (n_seeds,), diffs[i] =
+    strategy - baseline at seed i (non-finite entries dropped).
+
+    t_p: two-sided paired t-test, scipy.stats.ttest_1samp(diffs, 0) (= ttest_rel).
+    wilcoxon_p: two-sided Wilcoxon signed-rank, scipy.stats.wilcoxon(diffs), when n >= 6;
+    else nan. Edge cases: n < 2 -> both nan, note "too few seeds for a test"; every
+    difference 0 -> both 1.0 (the strategies agree on every seed); every difference the
+    same non-zero value -> t_p nan (zero variance: no t statistic), note says so."""
+    d = np.asarray(diffs, dtype=float).ravel()
+    d = d[np.isfinite(d)]
+    n = len(d)
+    out = {"n": n, "t_p": math.nan, "wilcoxon_p": math.nan, "note": ""}
+    if n < 2:
+        out["note"] = f"too few seeds for a test (n = {n}; need >= 2)"
+        return out
+    if np.all(d == 0):
+        out.update(t_p=1.0, wilcoxon_p=1.0 if n >= WILCOXON_MIN_N else math.nan,
+                   note="identical on every seed")
+        return out
+    if np.all(d == d[0]):
+        out["note"] = "the same difference on every seed: zero variance, no t-test"
+    else:
+        out["t_p"] = float(stats.ttest_1samp(d, 0.0).pvalue)
+    if n >= WILCOXON_MIN_N:
+        out["wilcoxon_p"] = float(stats.wilcoxon(d).pvalue)
+    return out
+
+
+def holm(pvalues: Any) -> np.ndarray:
+    """Holm's step-down adjustment. pvalues: shape (m,), one per strategy compared; nan
+    entries (no test) stay nan and do not count in m. With p_(1) <= ... <= p_(m) sorted,
+    adjusted p_(i) = max_{j <= i} min(1, (m - j + 1) * p_(j)); rejecting where adjusted
+    <= a controls the family-wise error rate at a. Example: [0.01, 0.04, 0.03, 0.005]
+    -> [0.03, 0.06, 0.06, 0.02]."""
+    p = np.asarray(pvalues, dtype=float).ravel()
+    out = np.full(p.shape, math.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    scaled = np.minimum(1.0, (len(order) - np.arange(len(order))) * p[order])
+    out[order] = np.maximum.accumulate(scaled) if len(order) else scaled
+    return out
+
+
+def curve_band(curves: list[Any], confidence: float = 0.95) -> dict[str, np.ndarray]:
+    """Mean and t-based band per epoch over seeds. curves: one 1-D array per seed, entry
+    e - 1 is epoch e; shorter curves (early stopping) count only where they have values.
+    Returns arrays of shape (n_epochs,): epoch (1-based), mean, lo, hi, n (mean_ci per
+    epoch; the band is nan where fewer than 2 seeds have a value)."""
+    length = max((len(c) for c in curves), default=0)
+    matrix = np.full((len(curves), length), math.nan)
+    for i, c in enumerate(curves):
+        matrix[i, :len(c)] = np.asarray(c, dtype=float)
+    cols = [mean_ci(matrix[:, e], confidence) for e in range(length)]
+    band = {k: np.array([c[k] for c in cols], dtype=float) for k in ("mean", "lo", "hi", "n")}
+    return {"epoch": np.arange(1, length + 1), **band}
+
+
+# --- summary ---------------------------------------------------------------------------
+
+
+def varying_settings(runs: list[Run]) -> list[str]:
+    """RunConfig settings, other than IGNORED, whose values differ between the runs."""
+    keys = sorted({k for r in runs for k in settings_of(r.config)} - set(IGNORED))
+    return [k for k in keys
+            if len({json.dumps(r.config.get(k), sort_keys=True) for r in runs}) > 1]
+
+
+def group_label(config: dict, varying: list[str]) -> str:
+    """`flood b=0.1` (b shown for flood strategies or b != 0), then any varying settings."""
+    label = config["strategy"]
+    if "flood" in config["strategy"] or config["b"]:
+        label += f" b={config['b']:g}"
+    return " ".join([label, *(f"{k}={config.get(k)}" for k in varying)])
+
+
+def shared_settings(runs: list[Run]) -> dict:
+    """Settings with one value across all runs (for titles), plus the seeds used."""
+    varying = set(varying_settings(runs)) | {"seed", "strategy", "b"}
+    first = settings_of(runs[0].config)
+    return {**{k: v for k, v in first.items() if k not in varying},
+            "seeds": sorted({r.config["seed"] for r in runs})}
+
+
+def find_baseline(group: dict, groups: list[dict], varying: list[str]) -> dict | None:
+    """The group compared with `group` seed by seed: plain b = 0; without one, the same
+    strategy without flooding at b = 0 (reweight for reweight-flood, as sweep-b runs it;
+    flood b = 0 is plain since |L - 0| + 0 = L). Its settings must match, ignoring
+    STRATEGY_PARAMS; an exact match is preferred. None when there is no such group."""
+    context = [k for k in varying if k not in STRATEGY_PARAMS]
+    for strategy in ("plain", NO_FLOOD.get(group["strategy"]), group["strategy"]):
+        same = [g for g in groups if g["strategy"] == strategy and g["b"] == 0
+                and all(g["settings"][k] == group["settings"][k] for k in context)]
+        exact = [g for g in same if g["settings"] == group["settings"]]
+        if exact or same:
+            return (exact or same)[0]
+    return None
+
+
+def summarize(runs: list[Run], window: int = 5, rise: float = 1.03, recover: float = 0.3,
+              confidence: float = 0.95) -> dict:
+    """Statistics over seeds for every group of runs, as a JSON-able dict (nan -> None).
+
+    Keys: settings (shared), groups (mean/CI per METRICS), paired (differences against
+    the plain b = 0 baseline matched by seed, with tests and Holm-adjusted p across
+    groups, per metric), double_descent (per run with b > 0: curves.double_descent on its
+    val_loss and frac_below_b, the mean of flood_frac over epochs), diverged and
+    incomplete (listed, excluded from statistics), notes (plain-language caveats)."""
+    done = [r for r in runs if r.summary is not None]
+    if not done:
+        raise DataError("no complete runs to summarize")
+    varying = varying_settings(done)
+    notes: list[str] = []
+    groups = build_groups(done, varying, confidence, notes)
+    paired = compare_groups(groups, varying, confidence, notes)
+    diverged = [{"run": r.dir.name, "label": group_label(r.config, varying),
+                 "seed": r.config["seed"], **(r.summary.get("diverged_at") or {})}
+                for r in done if r.diverged]
+    if diverged:
+        notes.append(f"{len(diverged)} diverged run(s) are listed and excluded from the "
+                     "statistics")
+    incomplete = [{"run": str(r.dir), "problem": r.problem} for r in runs if r.summary is None]
+    if incomplete:
+        notes.append(f"{len(incomplete)} incomplete run folder(s) skipped; see 'incomplete'")
+    dd = [describe_descent(r, varying, window, rise, recover) for r in done
+          if r.config["b"] > 0 and not r.diverged]
+    for label in dict.fromkeys(d["label"] for d in dd):
+        if all(d["frac_below_b"] == 0 for d in dd if d["label"] == label):
+            notes.append(f"{label}: the training loss never went below b, so flooding never "
+                         "acted (these runs train exactly like b = 0)")
+    short = [d["run"] for d in dd if d["epochs"] < window + 2]
+    if short:
+        notes.append(f"{len(short)} flood run(s) have fewer than window + 2 = {window + 2} "
+                     "epochs: too short to test for a double descent")
+    return jsonable({"settings": shared_settings(done), "varying": varying,
+                     "options": {"window": window, "rise": rise, "recover": recover,
+                                 "confidence": confidence},
+                     "metrics": list(METRICS), "groups": groups, "paired": paired,
+                     "double_descent": dd, "diverged": diverged, "incomplete": incomplete,
+                     "notes": notes})
+
+
+def build_groups(done: list[Run], varying: list[str], confidence: float,
+                 notes: list[str]) -> list[dict]:
+    """Complete runs grouped by label, in STRATEGY_NAMES order, each with its seeds, the
+    per-seed METRICS values ({seed: value}) and their mean_ci. Diverged runs are counted in
+    diverged_seeds only; a repeated seed keeps its first run."""
+    by_label: dict[str, dict] = {}
+    for run in done:
+        label, seed = group_label(run.config, varying), run.config["seed"]
+        group = by_label.setdefault(label, {
+            "label": label, "strategy": run.config["strategy"], "b": run.config["b"],
+            "settings": {k: run.config.get(k) for k in varying}, "runs": [], "seeds": [],
+            "diverged_seeds": [], "values": {m: {} for m in METRICS}})
+        if seed in group["seeds"] or seed in group["diverged_seeds"]:
+            notes.append(f"{label}: seed {seed} twice; ignored {run.dir.name}")
+        elif run.diverged:
+            group["diverged_seeds"].append(seed)
+        else:
+            group["runs"].append(run.dir.name)
+            group["seeds"].append(seed)
+            for m in METRICS:
+                group["values"][m][seed] = as_float(run.summary.get(m))
+    order = {name: i for i, name in enumerate(STRATEGY_NAMES)}
+    groups = sorted(by_label.values(), key=lambda g: (order.get(g["strategy"], len(order)),
+                                                      g["b"], g["label"]))
+    for g in groups:
+        g["stats"] = {m: mean_ci(list(g["values"][m].values()), confidence) for m in METRICS}
+        if len(g["seeds"]) < 2:
+            notes.append(f"{g['label']}: {len(g['seeds'])} usable seed(s): no confidence "
+                         "interval (run with --seeds 3 or more)")
+    return groups
+
+
+def compare_groups(groups: list[dict], varying: list[str], confidence: float,
+                   notes: list[str]) -> list[dict]:
+    """Per group (not a baseline): per-seed differences against its baseline for each
+    metric, mean_ci and paired_test of them, then Holm across the groups per metric."""
+    paired = []
+    for g in groups:
+        base = find_baseline(g, groups, varying)
+        if base is None:
+            notes.append(f"{g['label']}: no plain (b = 0) runs with the same settings; "
+                         "no paired differences")
+        if base is None or g is base or g["strategy"] == "plain":
+            continue
+        entry = {"label": g["label"], "baseline": base["label"], "metrics": {}}
+        for m in METRICS:
+            a, z = g["values"][m], base["values"][m]
+            seeds = sorted(s for s in a if s in z and np.isfinite(a[s]) and np.isfinite(z[s]))
+            diffs = [a[s] - z[s] for s in seeds]
+            entry["metrics"][m] = {"seeds": seeds, "diffs": diffs,
+                                   **mean_ci(diffs, confidence), **paired_test(diffs)}
+        n = entry["metrics"]["val_loss"]["n"]
+        if n < 2:
+            notes.append(f"{g['label']} vs {base['label']}: {n} paired seed(s): too few "
+                         "seeds for a test (need >= 2)")
+        elif n < WILCOXON_MIN_N:
+            notes.append(f"{g['label']} vs {base['label']}: {n} paired seeds: paired t-test "
+                         f"only (Wilcoxon needs >= {WILCOXON_MIN_N})")
+        paired.append(entry)
+    for m in METRICS:
+        for key in ("t_p", "wilcoxon_p"):
+            adjusted = holm([e["metrics"][m][key] for e in paired])
+            for e, p in zip(paired, adjusted, strict=True):
+                e["metrics"][m][f"{key}_holm"] = float(p)
+    return paired
+
+
+def describe_descent(run: Run, varying: list[str], window: int, rise: float,
+                     recover: float) -> dict:
+    """double_descent on the run's val_loss, and the fraction of steps spent below b."""
+    val = np.array([row["val_loss"] for row in run.rows], dtype=float)
+    below = np.array([row["flood_frac"] for row in run.rows], dtype=float)
+    return {"run": run.dir.name, "label": group_label(run.config, varying),
+            "seed": run.config["seed"], "b": run.config["b"], "epochs": len(val),
+            **double_descent(val, window, rise, recover).as_dict(),
+            "frac_below_b": float(below.mean()) if len(below) else math.nan}
+
+
+def as_float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def jsonable(obj: Any) -> Any:
+    """Replace nan/inf by None and NumPy scalars by Python ones, recursively."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+# --- tables ------------------------------------------------------------------------------
+
+
+def num(value: Any, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def pval(value: Any) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def table_specs(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows of strings) for every table of the report; empty ones left out.
+    Shared by render_tables (rich) and write_report (markdown)."""
+    ci = f"{round(100 * summary['options']['confidence'])}%"
+    specs = []
+    for part in ("val", "test"):
+        ms = [m for m in summary["metrics"] if m.startswith(part) or
+              (part == "val" and m == "final_val_loss")]
+        rows = [[g["label"], str(len(g["seeds"])),
+                 *(f"{num(g['stats'][m]['mean'])} ± {half(g['stats'][m])}" for m in ms)]
+                for g in summary["groups"]]
+        what = ("validation at the best epoch (final_val_loss: last epoch)" if part == "val"
+                else "test at the best validation epoch")
+        specs.append((f"{what}: mean ± {ci} CI half-width over seeds",
+                      ["group", "n", *ms], rows))
+    rows = [[e["label"], e["baseline"], m, str(d["n"]),
+             f"{num(d['mean'])} [{num(d['lo'])}, {num(d['hi'])}]", pval(d["t_p"]),
+             pval(d["t_p_holm"]), pval(d["wilcoxon_p"]), pval(d["wilcoxon_p_holm"]), d["note"]]
+            for e in summary["paired"] for m, d in e["metrics"].items()]
+    specs.append((f"paired differences (group - baseline, same seed), {ci} CI; Holm across "
+                  "groups", ["group", "baseline", "metric", "n", "mean diff [CI]", "t-test p",
+                             "Holm p", "Wilcoxon p", "Holm p", "note"], rows))
+    rows = [[d["label"], str(d["seed"]), "yes" if d["found"] else "no",
+             at(d["m1"], d["t1"]), at(d["peak"], d["t_peak"]), at(d["m2"], d["t2"]),
+             num(d["recovered"], 2), num(d["frac_below_b"], 3)]
+            for d in summary["double_descent"]]
+    o = summary["options"]
+    specs.append((f"double descent of val_loss (moving average {o['window']} epochs, "
+                  f"peak >= {o['rise']:g} m1, >= {o['recover']:g} of the rise won back)",
+                  ["group", "seed", "found", "m1 @epoch", "peak @epoch", "m2 @epoch",
+                   "recovered", "frac below b"], rows))
+    specs.append(("diverged runs (excluded from the statistics)",
+                  ["group", "seed", "epoch", "step", "run"],
+                  [[d["label"], str(d["seed"]), str(d.get("epoch", "-")),
+                    str(d.get("step", "-")), d["run"]] for d in summary["diverged"]]))
+    specs.append(("incomplete run folders (skipped)", ["folder", "problem"],
+                  [[d["run"], d["problem"]] for d in summary["incomplete"]]))
+    specs.append(("notes", ["note"], [[n] for n in summary["notes"]]))
+    return [s for s in specs if s[2]]
+
+
+def at(value: Any, epoch: int) -> str:
+    return "-" if value is None else f"{value:.3f} @{epoch}"
+
+
+def half(stat: dict) -> str:
+    if stat["lo"] is None or stat["hi"] is None:
+        return "-"
+    return num((stat["hi"] - stat["lo"]) / 2)
+
+
+def render_tables(summary: dict) -> list[Table]:
+    """The report as rich tables, for the CLI to print (this module prints nothing)."""
+    tables = []
+    for title, header, rows in table_specs(summary):
+        table = Table(title=title)
+        for i, column in enumerate(header):
+            table.add_column(column, justify="left" if i == 0 or column in
+                             ("group", "baseline", "metric", "note", "run", "folder",
+                              "problem", "found") else "right")
+        for row in rows:
+            table.add_row(*row)
+        tables.append(table)
+    return tables
+
+
+def to_markdown(summary: dict) -> str:
+    """report.md: a heading with the shared settings, then one markdown table per spec."""
+    lines = ["# lossbench report", "", f"Runs: {describe_settings(summary['settings'])}.", ""]
+    for title, header, rows in table_specs(summary):
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |",
+                  "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def describe_settings(settings: dict) -> str:
+    """`synthetic · sasrec · aux supcon · 20 epochs · sgd lr 0.5 · 3 seeds`: the shared
+    settings a reader needs first (for titles); settings that vary are left out."""
+    s = settings
+    parts = [s["dataset"] if s.get("task") == "movielens" else s.get("task"), s.get("model"),
+             f"aux {s['aux']}" if "aux" in s else None,
+             f"{s['epochs']} epochs" if "epochs" in s else None,
+             f"{s['optimizer']} lr {s['lr']:g}" if "optimizer" in s and "lr" in s else None,
+             f"best by {s['best_by']}" if s.get("best_by", "val_loss") != "val_loss" else None,
+             f"{len(s['seeds'])} seed{'s' * (len(s['seeds']) != 1)}"]
+    return " · ".join(str(p) for p in parts if p is not None)
+
+
+def write_report(summary: dict, results_dir: str | Path) -> list[Path]:
+    """Write report.json and report.md into results_dir atomically; return their paths."""
+    results_dir = Path(results_dir)
+    paths = [results_dir / "report.json", results_dir / "report.md"]
+    write_json(paths[0], summary)
+    write_atomic(paths[1], to_markdown(summary))
+    return paths

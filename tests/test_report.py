@@ -1,0 +1,247 @@
+"""report.py: statistics against scipy on hand-checkable numbers, then summaries of real run
+folders (tests/tiny.toml, 4 strategies x 3 seeds) and of hand-built runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from lossbench import api, report
+from lossbench.curves import double_descent
+from lossbench.errors import DataError
+from lossbench.recorder import read_json, read_metrics, write_json
+from lossbench.report import Run, holm, mean_ci, paired_test
+
+# --- statistics by hand ----------------------------------------------------------------
+
+
+def test_mean_ci_matches_scipy_and_hand():
+    ci = mean_ci([1.0, 2.0, 3.0])  # mean 2, sd 1, t(0.975, 2) = 4.302653
+    assert ci["n"] == 3 and ci["mean"] == 2.0
+    assert ci["hi"] - 2.0 == pytest.approx(4.302653 / math.sqrt(3), abs=1e-6)
+    x = np.array([0.3, 0.1, 0.4, 0.15, 0.9])
+    lo, hi = stats.t.interval(0.9, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
+    ci = mean_ci(x, confidence=0.9)
+    assert (ci["lo"], ci["hi"]) == pytest.approx((lo, hi))
+
+
+def test_mean_ci_edge_cases():
+    one = mean_ci([3.0])
+    assert one["mean"] == 3.0 and math.isnan(one["lo"]) and math.isnan(one["hi"])
+    assert mean_ci([2.0, 2.0, 2.0]) == {"n": 3, "mean": 2.0, "lo": 2.0, "hi": 2.0}
+    assert math.isnan(mean_ci([])["mean"])
+    assert mean_ci([1.0, float("nan"), 3.0])["n"] == 2
+
+
+def test_paired_test_matches_scipy():
+    base = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    diffs = np.array([0.1, 0.3, -0.1, 0.2, 0.4, 0.15])
+    out = paired_test(diffs)
+    assert out["n"] == 6
+    assert out["t_p"] == pytest.approx(stats.ttest_rel(base + diffs, base).pvalue)
+    assert out["wilcoxon_p"] == pytest.approx(stats.wilcoxon(diffs).pvalue)
+    three = paired_test(diffs[:3])  # Wilcoxon only from 6 seeds on
+    assert three["t_p"] == pytest.approx(stats.ttest_1samp(diffs[:3], 0).pvalue)
+    assert math.isnan(three["wilcoxon_p"])
+
+
+def test_paired_test_edge_cases():
+    one = paired_test([0.5])
+    assert math.isnan(one["t_p"]) and "too few seeds for a test" in one["note"]
+    assert paired_test([0.0, 0.0, 0.0])["t_p"] == 1.0
+    six_zeros = paired_test([0.0] * 6)
+    assert six_zeros["t_p"] == 1.0 and six_zeros["wilcoxon_p"] == 1.0
+    constant = paired_test([0.2, 0.2, 0.2])
+    assert math.isnan(constant["t_p"]) and "zero variance" in constant["note"]
+
+
+def test_holm_hand_example():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> cummax
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    out = holm([0.02, float("nan"), 0.04])  # nan is no test: m = 2
+    assert out[[0, 2]] == pytest.approx([0.04, 0.04]) and math.isnan(out[1])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert len(holm([])) == 0
+
+
+def test_curve_band_pads_shorter_curves():
+    band = report.curve_band([np.array([1.0, 2.0, 3.0]), np.array([3.0, 4.0])])
+    assert band["epoch"].tolist() == [1, 2, 3]
+    assert band["mean"].tolist() == [2.0, 3.0, 3.0]
+    assert band["n"].tolist() == [2, 2, 1]
+    assert math.isnan(band["lo"][2])
+
+
+# --- hand-built runs -------------------------------------------------------------------
+
+
+def fake_run(strategy: str, seed: int, val_loss: float, b: float = 0.0,
+             curve: list[float] | None = None) -> Run:
+    """A complete run with one metric set by hand and a val_loss curve."""
+    curve = curve or [val_loss] * 3
+    rows = [{"epoch": e + 1, "val_loss": v, "train_loss": 1.0, "flood_frac": 0.5,
+             "theta": 1.0} for e, v in enumerate(curve)]
+    config = {"task": "synthetic", "strategy": strategy, "b": b, "seed": seed, "epochs": 3,
+              "alpha": 0.1, "lam": 5.0}
+    return Run(Path(f"/x/{strategy}__b{b}__s{seed}"), config, rows,
+               {"status": "complete", "val_loss": val_loss})
+
+
+def test_paired_differences_matched_by_seed():
+    runs = [fake_run("flood", 2, 2.9, b=0.1), fake_run("plain", 0, 1.0),
+            fake_run("flood", 0, 1.1, b=0.1), fake_run("plain", 2, 3.0),
+            fake_run("plain", 1, 2.0), fake_run("flood", 1, 2.3, b=0.1),
+            fake_run("flood", 3, 9.0, b=0.1)]  # seed 3 has no plain partner
+    summary = report.summarize(runs)
+    (pair,) = summary["paired"]
+    d = pair["metrics"]["val_loss"]
+    assert pair["label"] == "flood b=0.1" and pair["baseline"] == "plain"
+    assert d["seeds"] == [0, 1, 2]
+    assert d["diffs"] == pytest.approx([0.1, 0.3, -0.1])
+    assert d["t_p"] == pytest.approx(stats.ttest_1samp([0.1, 0.3, -0.1], 0).pvalue)
+    assert d["t_p_holm"] == pytest.approx(d["t_p"])  # a family of one
+
+
+def test_too_few_seeds_is_said_plainly():
+    summary = report.summarize([fake_run("plain", 0, 1.0), fake_run("flood", 0, 1.2, b=0.1)])
+    d = summary["paired"][0]["metrics"]["val_loss"]
+    assert d["t_p"] is None and "too few seeds for a test" in d["note"]
+    assert any("too few seeds for a test" in n for n in summary["notes"])
+    assert any("no confidence interval" in n for n in summary["notes"])
+
+
+def test_double_descent_found_on_constructed_curve():
+    curve = [3.0, 2.0, 1.5, 1.2, 1.0, 1.4, 1.8, 1.6, 1.2, 1.0, 0.9]
+    runs = [fake_run("plain", 0, 1.0), fake_run("flood", 0, 0.9, b=0.5, curve=curve)]
+    (dd,) = report.summarize(runs, window=1)["double_descent"]
+    assert dd["found"] and (dd["m1"], dd["t1"]) == (1.0, 5)
+    assert (dd["peak"], dd["t_peak"], dd["m2"], dd["t2"]) == (1.8, 7, 0.9, 11)
+    assert dd["recovered"] == pytest.approx(0.9 / 0.8) and dd["frac_below_b"] == 0.5
+
+
+def test_alpha_splits_groups_when_it_differs():
+    other = fake_run("reweight", 0, 1.1)
+    other.config["alpha"] = 0.5
+    summary = report.summarize([fake_run("plain", 0, 1.0), fake_run("reweight", 0, 1.2), other])
+    assert [g["label"] for g in summary["groups"]] == [
+        "plain alpha=0.1", "reweight alpha=0.1", "reweight alpha=0.5"]
+    assert {p["baseline"] for p in summary["paired"]} == {"plain alpha=0.1"}
+
+
+# --- real run folders ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("results")
+    return api.run(strategy=["all"], config=Path(__file__).with_name("tiny.toml"), seeds=3,
+                   out=out, b=4.0).dir
+
+
+@pytest.fixture
+def copy(experiment, tmp_path) -> Path:
+    """A writable copy of the experiment folder, one level down (like a sweep)."""
+    shutil.copytree(experiment, tmp_path / "sweep" / experiment.name)
+    return tmp_path / "sweep"
+
+
+def test_load_runs_at_any_depth(experiment, copy):
+    one = sorted(experiment.iterdir())[0]
+    assert len(report.load_runs(one)) == 1
+    assert len(report.load_runs(experiment)) == 12
+    runs = report.load_runs(copy)
+    assert len(runs) == 12 and all(r.summary and r.rows and r.config for r in runs)
+
+
+def test_summary_of_real_runs_agrees_with_files(experiment):
+    summary = report.summarize(report.load_runs(experiment))
+    labels = [g["label"] for g in summary["groups"]]
+    assert labels == ["plain", "reweight", "flood b=4", "reweight-flood b=4"]
+    files = {(s["strategy"], s["seed"]): s for s in
+             (read_json(p) for p in experiment.glob("*/summary.json"))}
+    reweight = summary["groups"][1]
+    values = [files["reweight", seed]["test_loss"] for seed in (0, 1, 2)]
+    assert reweight["seeds"] == [0, 1, 2]
+    assert reweight["stats"]["test_loss"]["mean"] == pytest.approx(np.mean(values))
+    pair = next(p for p in summary["paired"] if p["label"] == "reweight")
+    d = pair["metrics"]["val_loss"]
+    a = [files["reweight", s]["val_loss"] for s in (0, 1, 2)]
+    z = [files["plain", s]["val_loss"] for s in (0, 1, 2)]
+    assert d["diffs"] == pytest.approx(np.subtract(a, z))
+    assert d["t_p"] == pytest.approx(stats.ttest_rel(a, z).pvalue)
+    p_all = [p["metrics"]["val_loss"]["t_p"] for p in summary["paired"]]
+    holm_all = [p["metrics"]["val_loss"]["t_p_holm"] for p in summary["paired"]]
+    assert holm_all == pytest.approx(holm(p_all).tolist())
+    assert any("Wilcoxon needs >= 6" in n for n in summary["notes"])
+    # b = 4 is below every training loss of tiny.toml: flooding never acts, flood == plain
+    flood = next(p for p in summary["paired"] if p["label"] == "flood b=4")
+    assert flood["metrics"]["val_loss"]["t_p"] == 1.0
+    assert any("flooding never acted" in n for n in summary["notes"])
+
+
+def test_double_descent_numbers_for_flood_runs(experiment):
+    runs = report.load_runs(experiment)
+    summary = report.summarize(runs, window=1, rise=1.0, recover=0.0)
+    dd = summary["double_descent"]
+    assert len(dd) == 6 and {d["label"] for d in dd} == {"flood b=4", "reweight-flood b=4"}
+    run = next(r for r in runs if r.dir.name == dd[0]["run"])
+    expected = double_descent(np.array([r["val_loss"] for r in run.rows]), 1, 1.0, 0.0)
+    assert dd[0]["found"] == expected.found and dd[0]["t1"] == expected.t1
+    frac = np.mean([r["flood_frac"] for r in read_metrics(run.dir / "metrics.csv")])
+    assert dd[0]["frac_below_b"] == pytest.approx(frac)
+    for key in ("m1", "t1", "peak", "t_peak", "m2", "t2", "recovered"):
+        assert key in dd[0]
+
+
+def test_diverged_run_is_shown_not_dropped(copy):
+    path = next(copy.glob("*/*__flood__*__s1__*/summary.json"))
+    write_json(path, {**read_json(path), "status": "diverged",
+                      "diverged_at": {"epoch": 2, "step": 3}})
+    summary = report.summarize(report.load_runs(copy))
+    (div,) = summary["diverged"]
+    assert (div["label"], div["seed"], div["epoch"], div["step"]) == ("flood b=4", 1, 2, 3)
+    flood = next(g for g in summary["groups"] if g["label"] == "flood b=4")
+    assert flood["seeds"] == [0, 2] and flood["diverged_seeds"] == [1]
+    assert summary["paired"][1]["metrics"]["val_loss"]["seeds"] == [0, 2]
+    assert any("diverged" in n for n in summary["notes"])
+    _, md = report.write_report(summary, copy)
+    assert "diverged runs" in md.read_text()
+
+
+def test_missing_metrics_is_reported_incomplete(copy):
+    broken = next(copy.glob("*/*__plain__*__s0__*"))
+    (broken / "metrics.csv").unlink()
+    summary = report.summarize(report.load_runs(copy))
+    (entry,) = summary["incomplete"]
+    assert entry["run"] == str(broken) and "metrics.csv" in entry["problem"]
+    assert next(g for g in summary["groups"] if g["label"] == "plain")["seeds"] == [1, 2]
+    assert any("incomplete" in n for n in summary["notes"])
+
+
+def test_no_runs_or_only_broken_runs_are_data_errors(tmp_path):
+    with pytest.raises(DataError, match="no runs found in"):
+        report.load_runs(tmp_path)
+    with pytest.raises(DataError, match="no such results folder"):
+        report.load_runs(tmp_path / "nowhere")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{not json")
+    with pytest.raises(DataError, match="config.json"):
+        report.load_runs(tmp_path)
+
+
+def test_write_report_and_tables(experiment, tmp_path):
+    summary = report.summarize(report.load_runs(experiment))
+    paths = report.write_report(summary, tmp_path)
+    assert [p.name for p in paths] == ["report.json", "report.md"]
+    loaded = json.loads(paths[0].read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert loaded == json.loads(json.dumps(summary))
+    md = paths[1].read_text()
+    assert "| plain | 3 |" in md and "paired differences" in md
+    tables = report.render_tables(loaded)  # works on report.json read back, too
+    assert tables[0].row_count == 4 and tables[2].row_count == 3 * len(report.METRICS)
