@@ -181,8 +181,9 @@ def sweep_figure(sweep: dict, summary: dict) -> Figure | None:
     the selected b as a dashed vertical line. None when sweep.json has no per_b entries."""
     if not isinstance(sweep.get("per_b"), dict) or not sweep["per_b"]:
         return None
-    select = sweep.get("select", "val_loss")
-    test = "test_" + select.removeprefix("val_")
+    first = next(iter(sweep["per_b"].values()), {}) or {}
+    select = (first.get("val") or {}).get("metric") or sweep.get("select", "val_loss")
+    test = (first.get("test") or {}).get("metric") or "test_" + select.removeprefix("val_")
     fig, axes = new_figure(2, f"Flood level sweep: b selected on {select} (validation only)\n"
                               f"{describe_settings(summary['settings'])} · mean over seeds, "
                               "shaded interval from sweep.json")

@@ -12,7 +12,8 @@ shape and the edge cases:
     holm         Holm's step-down adjustment of p-values across strategies
     curve_band   mean and confidence band per epoch over seeds (what plot.py draws)
 Groups are (strategy, b) plus every setting that differs across runs (alpha, lam, ...).
-Each group is compared with the plain (b = 0) group of the same settings, seed by seed.
+Each group is compared seed by seed with the plain (b = 0) group of the same settings, or
+without one with its own strategy unflooded (reweight for reweight-flood): find_baseline.
 """
 
 from __future__ import annotations
@@ -77,13 +78,11 @@ def load_run(run_dir: Path) -> Run:
     except DataError as exc:
         return Run(run_dir, config, rows, None, str(exc))
     lacking = [k for k in ("strategy", "b", "seed") if k not in config]
-    if lacking:
-        return Run(run_dir, config, rows, None,
-                   f"{run_dir / 'config.json'} lacks {', '.join(lacking)}")
-    if summary.get("status") not in ("complete", "diverged"):
-        return Run(run_dir, config, rows, None, f"{run_dir / 'summary.json'} has status "
-                   f"{summary.get('status')!r}, not 'complete' or 'diverged'")
-    return Run(run_dir, config, rows, summary)
+    problem = (f"{run_dir / 'config.json'} lacks {', '.join(lacking)}" if lacking else
+               f"{run_dir / 'summary.json'} has status {summary.get('status')!r}, not "
+               "'complete' or 'diverged'" if summary.get("status") not in
+               ("complete", "diverged") else "")
+    return Run(run_dir, config, rows, None if problem else summary, problem)
 
 
 def load_runs(results_dir: str | Path) -> list[Run]:
@@ -174,7 +173,7 @@ def holm(pvalues: Any) -> np.ndarray:
     ok = np.flatnonzero(np.isfinite(p))
     order = ok[np.argsort(p[ok], kind="stable")]
     scaled = np.minimum(1.0, (len(order) - np.arange(len(order))) * p[order])
-    out[order] = np.maximum.accumulate(scaled) if len(order) else scaled
+    out[order] = np.maximum.accumulate(scaled)
     return out
 
 
@@ -303,8 +302,10 @@ def build_groups(done: list[Run], varying: list[str], confidence: float,
     for g in groups:
         g["stats"] = {m: mean_ci(list(g["values"][m].values()), confidence) for m in METRICS}
         if len(g["seeds"]) < 2:
-            notes.append(f"{g['label']}: {len(g['seeds'])} usable seed(s): no confidence "
-                         "interval (run with --seeds 3 or more)")
+            why = (f"{len(g['diverged_seeds'])} diverged" if g["diverged_seeds"]
+                   else "run with --seeds 3 or more")
+            notes.append(f"{g['label']}: {len(g['seeds'])} usable seed(s), so no confidence "
+                         f"interval ({why})")
     return groups
 
 
@@ -354,6 +355,11 @@ def describe_descent(run: Run, varying: list[str], window: int, rise: float,
             "frac_below_b": float(below.mean()) if len(below) else math.nan}
 
 
+def half(stat: dict) -> float | None:
+    """Half-width of a mean_ci interval, None when it has no interval."""
+    return None if stat["lo"] is None else (stat["hi"] - stat["lo"]) / 2
+
+
 def as_float(value: Any) -> float:
     return math.nan if value is None else float(value)
 
@@ -374,12 +380,9 @@ def jsonable(obj: Any) -> Any:
 # --- tables ------------------------------------------------------------------------------
 
 
-def num(value: Any, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def pval(value: Any) -> str:
-    return "-" if value is None else f"{value:.3g}"
+def num(value: Any, spec: str = ".4f") -> str:
+    """A table cell: `-` for a missing value (None in the JSON-able summary)."""
+    return "-" if value is None else format(value, spec)
 
 
 def table_specs(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -391,22 +394,24 @@ def table_specs(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         ms = [m for m in summary["metrics"] if m.startswith(part) or
               (part == "val" and m == "final_val_loss")]
         rows = [[g["label"], str(len(g["seeds"])),
-                 *(f"{num(g['stats'][m]['mean'])} ± {half(g['stats'][m])}" for m in ms)]
+                 *(f"{num(g['stats'][m]['mean'])} ± {num(half(g['stats'][m]))}" for m in ms)]
                 for g in summary["groups"]]
         what = ("validation at the best epoch (final_val_loss: last epoch)" if part == "val"
                 else "test at the best validation epoch")
         specs.append((f"{what}: mean ± {ci} CI half-width over seeds",
                       ["group", "n", *ms], rows))
     rows = [[e["label"], e["baseline"], m, str(d["n"]),
-             f"{num(d['mean'])} [{num(d['lo'])}, {num(d['hi'])}]", pval(d["t_p"]),
-             pval(d["t_p_holm"]), pval(d["wilcoxon_p"]), pval(d["wilcoxon_p_holm"]), d["note"]]
+             f"{num(d['mean'])} [{num(d['lo'])}, {num(d['hi'])}]",
+             *(num(d[k], ".3g") for k in ("t_p", "t_p_holm", "wilcoxon_p", "wilcoxon_p_holm")),
+             d["note"]]
             for e in summary["paired"] for m, d in e["metrics"].items()]
     specs.append((f"paired differences (group - baseline, same seed), {ci} CI; Holm across "
                   "groups", ["group", "baseline", "metric", "n", "mean diff [CI]", "t-test p",
                              "Holm p", "Wilcoxon p", "Holm p", "note"], rows))
     rows = [[d["label"], str(d["seed"]), "yes" if d["found"] else "no",
-             at(d["m1"], d["t1"]), at(d["peak"], d["t_peak"]), at(d["m2"], d["t2"]),
-             num(d["recovered"], 2), num(d["frac_below_b"], 3)]
+             *(f"{num(d[v], '.3f')} @{d[t]}" for v, t in (("m1", "t1"), ("peak", "t_peak"),
+                                                          ("m2", "t2"))),
+             num(d["recovered"], ".2f"), num(d["frac_below_b"], ".3f")]
             for d in summary["double_descent"]]
     o = summary["options"]
     specs.append((f"double descent of val_loss (moving average {o['window']} epochs, "
@@ -421,16 +426,6 @@ def table_specs(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                   [[d["run"], d["problem"]] for d in summary["incomplete"]]))
     specs.append(("notes", ["note"], [[n] for n in summary["notes"]]))
     return [s for s in specs if s[2]]
-
-
-def at(value: Any, epoch: int) -> str:
-    return "-" if value is None else f"{value:.3f} @{epoch}"
-
-
-def half(stat: dict) -> str:
-    if stat["lo"] is None or stat["hi"] is None:
-        return "-"
-    return num((stat["hi"] - stat["lo"]) / 2)
 
 
 def render_tables(summary: dict) -> list[Table]:

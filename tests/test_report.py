@@ -245,3 +245,12 @@ def test_write_report_and_tables(experiment, tmp_path):
     assert "| plain | 3 |" in md and "paired differences" in md
     tables = report.render_tables(loaded)  # works on report.json read back, too
     assert tables[0].row_count == 4 and tables[2].row_count == 3 * len(report.METRICS)
+
+
+def test_reweight_flood_sweep_pairs_with_reweight_without_plain():
+    runs = [fake_run(strategy, seed, 1.0 + seed + 0.1 * (strategy == "reweight-flood"),
+                     b=0.1 * (strategy == "reweight-flood"))
+            for strategy in ("reweight", "reweight-flood") for seed in (0, 1)]
+    (pair,) = report.summarize(runs)["paired"]
+    assert (pair["label"], pair["baseline"]) == ("reweight-flood b=0.1", "reweight")
+    assert pair["metrics"]["val_loss"]["diffs"] == pytest.approx([0.1, 0.1])
