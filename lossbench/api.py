@@ -59,3 +59,27 @@ def sweep_b(strategy: str = "flood", b_grid: str | list[float] | None = None,
     return run_sweep(base, strategy=strategy, grid=grid, select=select, out=out,
                      seeds=[base.seed + i for i in range(seeds)], events=events,
                      on_grid=on_grid)
+
+
+def report(results_dir: str | Path, window: int = 5, rise: float = 1.03,
+           recover: float = 0.3) -> tuple[dict, list[Path]]:
+    """`lossbench report`: the summary dict and the paths of report.json / report.md."""
+    from lossbench import report as report_module
+
+    if window < 1 or rise < 1.0 or not 0.0 < recover <= 1.0:
+        from lossbench.errors import ConfigError
+
+        raise ConfigError("need --window >= 1, --rise >= 1 and 0 < --recover <= 1")
+    runs = report_module.load_runs(results_dir)
+    summary = report_module.summarize(runs, window=window, rise=rise, recover=recover)
+    return summary, report_module.write_report(summary, results_dir)
+
+
+def plot(results_dir: str | Path, fmt: str = "png", log_loss: bool = False) -> list[Path]:
+    """`lossbench plot`: figures into RESULTS_DIR/plots/; returns their paths."""
+    from lossbench import plot as plot_module
+    from lossbench import report as report_module
+
+    runs = report_module.load_runs(results_dir)
+    return plot_module.plot_results(runs, report_module.summarize(runs), results_dir,
+                                    fmt=fmt, log_loss=log_loss)

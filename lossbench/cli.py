@@ -29,7 +29,8 @@ ClickException = _click.ClickException
 NoArgsIsHelpError = getattr(_click.exceptions, "NoArgsIsHelpError", ())
 Abort = getattr(typer.core, "Abort", None) or getattr(_click.exceptions, "Abort", ())
 
-console = Console()
+# Piped or captured output (CI logs, files) gets room for the tables; a terminal its own width.
+console = Console() if sys.stdout.isatty() else Console(width=150)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -200,7 +201,15 @@ def run(
         finally:
             progress.stop()
         console.print(runs_table(comparison))
+        if len(comparison.runs) > 1:
+            from lossbench import report
+
+            summary = report.summarize(report.load_runs(comparison.dir))
+            for table in report.render_tables(summary)[:2]:
+                console.print(table)
         console.print(f"results: {comparison.dir}")
+        console.print(f"next: lossbench report {comparison.dir}  |  "
+                      f"lossbench plot {comparison.dir}")
 
 
 def main() -> None:  # pragma: no cover - the console script
@@ -277,6 +286,43 @@ def sweep_table(result: dict) -> Table:
                       str(len(stats["diverged"])),
                       "<-" if float(b) == result["selected_b"] else "")
     return table
+
+
+ResultsArg = Annotated[Path, typer.Argument(
+    help="A results folder: one run, an experiment (run --strategy all) or a sweep.")]
+
+
+@app.command("report")
+def report_command(
+    results_dir: ResultsArg,
+    window: Annotated[int, typer.Option(help="Moving-average window for double descent.")] = 5,
+    rise: Annotated[float, typer.Option(help="Peak must be >= rise x first minimum.")] = 1.03,
+    recover: Annotated[float, typer.Option(
+        help="Fraction of the rise the second descent must win back.")] = 0.3,
+) -> None:
+    """Statistics over seeds: mean +- 95 % CI, paired tests against plain, double descent."""
+    from lossbench import api, report
+
+    with guard():
+        summary, paths = api.report(results_dir, window=window, rise=rise, recover=recover)
+        for table in report.render_tables(summary):
+            console.print(table)
+        for path in paths:
+            console.print(f"wrote {path}")
+
+
+@app.command("plot")
+def plot_command(
+    results_dir: ResultsArg,
+    format_: Annotated[str, typer.Option("--format", help="png, svg or pdf.")] = "png",
+    log_loss: Annotated[bool, typer.Option("--log-loss", help="Log scale for losses.")] = False,
+) -> None:
+    """Figures of a results folder into RESULTS_DIR/plots/: losses, metrics, theta, sweep."""
+    from lossbench import api
+
+    with guard():
+        for path in api.plot(results_dir, fmt=format_, log_loss=log_loss):
+            console.print(str(path))
 
 
 def ensure_data(cfg) -> None:
