@@ -79,7 +79,10 @@ def plot(results_dir: str | Path, fmt: str = "png", log_loss: bool = False) -> l
     """`lossbench plot`: figures into RESULTS_DIR/plots/; returns their paths."""
     from lossbench import plot as plot_module
     from lossbench import report as report_module
+    from lossbench.errors import ConfigError
 
+    if fmt not in ("png", "svg", "pdf"):
+        raise ConfigError(f"--format must be png, svg or pdf, got '{fmt}'")
     runs = report_module.load_runs(results_dir)
     return plot_module.plot_results(runs, report_module.summarize(runs), results_dir,
                                     fmt=fmt, log_loss=log_loss)

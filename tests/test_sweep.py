@@ -1,0 +1,162 @@
+"""`lossbench sweep-b`, `report` and `plot` from the command line, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lossbench import api
+from lossbench.cli import app
+from lossbench.experiment import Events
+from lossbench.sweep import parse_grid, select_b
+
+
+def stats(val: float, test: float) -> dict:
+    return {"val": {"mean": val}, "test": {"mean": test}}
+
+
+def test_selection_uses_validation_even_when_test_disagrees():
+    per_b = {0.0: stats(3.0, 2.0), 0.5: stats(2.5, 2.9), 1.0: stats(2.7, 1.0)}
+    chosen, why = select_b(per_b, "val_loss")
+    assert chosen == 0.5  # test would have picked b = 1.0
+    assert "validation only" in why
+    assert select_b({0.0: stats(0.2, 0.9), 0.3: stats(0.1, 0.95)}, "val_acc")[0] == 0.0
+
+
+def test_ties_go_to_the_smaller_b():
+    assert select_b({0.0: stats(2.0, 1.0), 0.4: stats(2.0, 0.5)}, "val_loss")[0] == 0.0
+
+
+def test_grids_parse():
+    assert parse_grid("0.2,0.05,0.1", None) == [0.05, 0.1, 0.2]
+    assert parse_grid(None, "0:1:5") == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert parse_grid(None, None) is None
+
+
+def test_sweep_runs_grid_and_baseline_and_writes_sweep_json(runner, tiny, tmp_path):
+    result = runner.invoke(app, ["sweep-b", "--config", str(tiny), "--b-grid", "2.5,3.5",
+                                 "--seeds", "2", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "selected b =" in result.stdout
+    (folder,) = tmp_path.iterdir()
+    sweep = json.loads((folder / "sweep.json").read_text())
+    assert sweep["grid"] == [0.0, 2.5, 3.5]
+    assert sweep["selected_b"] in sweep["grid"]
+    assert set(sweep["per_b"]) == {"0", "2.5", "3.5"}
+    means = {b: s["val"]["mean"] for b, s in sweep["per_b"].items()}
+    assert means[f"{sweep['selected_b']:g}"] == min(means.values())
+    for b, entry in sweep["per_b"].items():
+        assert entry["seeds"] == [0, 1]
+        assert entry["val"]["lo"] <= entry["val"]["mean"] <= entry["val"]["hi"]
+    runs = [p for p in folder.iterdir() if p.is_dir()]
+    assert len(runs) == 6
+    assert sum(p.name.startswith("synthetic__plain__b0__") for p in runs) == 2
+
+
+def test_default_grid_comes_from_the_baseline(runner, tiny, tmp_path):
+    result = runner.invoke(app, ["sweep-b", "--config", str(tiny), "--seeds", "1",
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "b grid from the baseline's training loss" in result.stdout
+    (folder,) = tmp_path.iterdir()
+    sweep = json.loads((folder / "sweep.json").read_text())
+    level = sweep["grid_from_baseline_loss"]
+    assert level > 0 and len(sweep["grid"]) == 8  # b = 0 and seven fractions of the level
+    assert max(sweep["grid"]) == pytest.approx(1.1 * level, rel=1e-2)
+
+
+class StopAfter(Events):
+    """Simulates Ctrl-C after `n` runs have finished."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def run_finished(self, outcome) -> None:
+        self.n -= 1
+        if self.n == 0:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_sweep_resumes_and_reruns_incomplete_runs(tiny, tmp_path):
+    kwargs = {"b_grid": "2.5,3.5", "seeds": 2, "config": tiny, "out": tmp_path}
+    with pytest.raises(KeyboardInterrupt):
+        api.sweep_b(events=StopAfter(3), **kwargs)
+    (folder,) = tmp_path.iterdir()
+    done = sorted(p for p in folder.iterdir() if (p / "summary.json").exists())
+    assert len(done) == 3 and not (folder / "sweep.json").exists()
+    (done[0] / "summary.json").unlink()  # a run killed before it finished
+
+    class Count(Events):
+        ran, skipped = [], []
+
+        def run_finished(self, outcome) -> None:
+            (self.skipped if outcome.skipped else self.ran).append(outcome.dir.name)
+
+    counter = Count()
+    result = api.sweep_b(events=counter, **kwargs)
+    assert len(counter.skipped) == 2 and len(counter.ran) == 4
+    assert done[0].name in counter.ran
+    assert (folder / "sweep.json").exists() and result["selected_b"] in (0.0, 2.5, 3.5)
+
+
+def test_report_and_plot_on_a_comparison(runner, tiny, tmp_path):
+    comparison = api.run(strategy="all", config=tiny, seeds=2, b=3.0, out=tmp_path, epochs=6)
+    result = runner.invoke(app, ["report", str(comparison.dir)])
+    assert result.exit_code == 0, result.output
+    assert "paired differences" in result.stdout
+    report = json.loads((comparison.dir / "report.json").read_text())
+    assert (comparison.dir / "report.md").exists() and report["groups"]
+    result = runner.invoke(app, ["plot", str(comparison.dir), "--format", "svg"])
+    assert result.exit_code == 0, result.output
+    paths = [Path(line) for line in result.stdout.split() if line.endswith(".svg")]
+    assert {p.name for p in paths} >= {"loss_curves.svg", "val_metrics.svg", "theta.svg"}
+    assert all(p.read_text().lstrip().startswith(("<?xml", "<svg")) for p in paths)
+
+
+def test_plot_of_a_sweep_draws_the_sweep_figure(runner, tiny, tmp_path):
+    result = api.sweep_b(b_grid=[3.0], seeds=2, config=tiny, out=tmp_path)
+    plotted = runner.invoke(app, ["plot", result["dir"]])
+    assert plotted.exit_code == 0, plotted.output
+    assert "sweep.png" in plotted.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sweep-b", "--b-grid", "0.1,x"], "--b-grid must be numbers"),
+    (["sweep-b", "--b-grid", "0.1,-0.2"], "flood levels must be finite and >= 0"),
+    (["sweep-b", "--b-range", "0:1:0"], "--b-range needs num >= 1"),
+    (["sweep-b", "--b-range", "0:1"], "--b-range must be start:stop:num"),
+    (["sweep-b", "--strategy", "plain"], "--strategy must be flood or reweight-flood"),
+    (["sweep-b", "--select", "test_loss"], "--select must be one of"),
+    (["report", "{empty}"], "no runs found"),
+    (["report", "{missing}"], "no such results folder"),
+    (["plot", "{empty}"], "no runs found"),
+    (["plot", "{empty}", "--format", "gif"], "format"),
+])
+def test_bad_input_is_one_line_exit_2(runner, tiny, tmp_path, args, message):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = [a.format(empty=empty, missing=tmp_path / "missing") for a in args]
+    if args[0] == "sweep-b":
+        args += ["--config", str(tiny), "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_lists_a_run_folder_missing_files(runner, tiny, tmp_path):
+    comparison = api.run(strategy=["plain", "flood"], config=tiny, b=3.0, out=tmp_path)
+    (comparison.runs[1].dir / "metrics.csv").unlink()
+    result = runner.invoke(app, ["report", str(comparison.dir)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((comparison.dir / "report.json").read_text())
+    assert len(report["incomplete"]) == 1
+
+
+def test_help_of_every_verb(runner):
+    for verb in ("run", "sweep-b", "report", "plot", "data"):
+        result = runner.invoke(app, [verb, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.stdout
