@@ -7,6 +7,7 @@ Every command goes through `guard`, the one place where bad input (`LossbenchErr
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
 from rich.table import Table
 from typer.core import TyperGroup
 
-from lossbench.errors import LossbenchError
+from lossbench.errors import LossbenchError, Terminated
 
 # Typer vendors click in recent releases (typer._click) and depends on click in older ones.
 _click = getattr(typer.core, "_click", None) or __import__("click")
@@ -67,11 +68,23 @@ def main_callback() -> None:
 @contextmanager
 def guard() -> Iterator[None]:
     """Turn LossbenchError into one line on stderr and exit code 2 (no traceback)."""
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         yield
     except LossbenchError as exc:
         err_console.print(f"error: {exc}", markup=False)
         raise typer.Exit(code=2) from None
+    except KeyboardInterrupt as exc:
+        err_console.print("interrupted: finished runs are kept and the run in flight is marked "
+                          "'interrupted'; run the same command again to resume", markup=False)
+        raise typer.Exit(code=143 if isinstance(exc, Terminated) else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def raise_terminated(signum, frame) -> None:
+    """SIGTERM handler: unwind like Ctrl-C, so the run in flight is marked interrupted."""
+    raise Terminated()
 
 
 def fmt(value: Any, digits: int = 4) -> str:

@@ -16,3 +16,7 @@ class ConfigError(LossbenchError):
 
 class DataError(LossbenchError):
     """A data set or results file that is missing, corrupt or in the wrong format."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that it unwinds like Ctrl-C (exit code 143)."""

@@ -174,17 +174,26 @@ def run_all(runs: list[RunConfig], comparison: Comparison, events: Events, *,
 
 def execute_run(cfg: RunConfig, task: Task, run_dir: Path, record: dict,
                 events: Events) -> tuple[dict, list[dict]]:
-    """Train one run, writing config.json first, metrics.csv every epoch, summary.json last."""
+    """Train one run, writing config.json first, metrics.csv and checkpoint.pt every epoch,
+    summary.json last. A checkpoint left by a killed or interrupted run is resumed. Ctrl-C
+    or SIGTERM marks the run `interrupted` in summary.json (and re-raises)."""
     recorder = RunRecorder(run_dir)
-    recorder.start(record)
+    checkpoint = run_dir / "checkpoint.pt"
+    recorder.start(record, resume=checkpoint.exists())
     rows: list[dict] = []
 
-    def on_epoch(row: dict) -> None:
-        rows.append(row)
-        recorder.epoch(rows)
-        events.epoch_done(cfg, row)
+    def on_epoch(all_rows: list[dict]) -> None:
+        rows[:] = all_rows
+        recorder.epoch(all_rows)
+        events.epoch_done(cfg, all_rows[-1])
 
-    result = train(cfg, task, on_epoch=on_epoch)
+    try:
+        result = train(cfg, task, on_epoch=on_epoch, checkpoint=checkpoint)
+    except KeyboardInterrupt:
+        recorder.finish({"strategy": cfg.strategy, "b": cfg.b, "seed": cfg.seed,
+                         "status": "interrupted", "epochs_run": len(rows)})
+        raise
     summary = {"strategy": cfg.strategy, "b": cfg.b, "seed": cfg.seed, **result.summary}
     recorder.finish(summary)
-    return summary, rows
+    checkpoint.unlink(missing_ok=True)
+    return summary, result.rows

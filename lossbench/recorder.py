@@ -4,6 +4,7 @@
         config.json    every setting, the derived seeds, versions, device; written first
         metrics.csv    one row per epoch, columns COLUMNS; rewritten atomically every epoch
         summary.json   best epoch, test metrics there, final values, status; written last
+        checkpoint.pt  state after the last finished epoch, while the run is unfinished
 
 Every file is written to a temporary file in the same folder and renamed over the target,
 so a crash never leaves a half-written file. A run folder without `summary.json`, or whose
@@ -111,12 +112,14 @@ class RunRecorder:
     def __init__(self, run_dir: Path) -> None:
         self.dir = Path(run_dir)
 
-    def start(self, config: dict) -> None:
+    def start(self, config: dict, resume: bool = False) -> None:
+        """config.json first; a fresh start also empties metrics.csv. Any old summary.json
+        (an interrupted run's) goes, so the folder reads as incomplete until `finish`."""
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "summary.json").unlink(missing_ok=True)
-        (self.dir / "metrics.csv").unlink(missing_ok=True)
         write_json(self.dir / "config.json", config)
-        self.epoch([])
+        if not resume:
+            self.epoch([])
 
     def epoch(self, rows: list[dict]) -> None:
         write_atomic(self.dir / "metrics.csv", rows_to_csv(rows))

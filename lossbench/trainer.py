@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from lossbench.config import RunConfig
+from lossbench.errors import ConfigError, DataError
 from lossbench.losses import compute_losses, supcon_temperature
 from lossbench.metrics import evaluate
 from lossbench.models import build_model
@@ -27,7 +30,8 @@ from lossbench.seeds import epoch_generator, run_seeds, seed_everything
 from lossbench.strategies import build_strategy
 from lossbench.tasks import Task
 
-EpochCallback = Callable[[dict], None]
+EpochCallback = Callable[[list[dict]], None]
+"""Called after every epoch with all rows so far (the new one last)."""
 
 
 @dataclass
@@ -40,8 +44,6 @@ class RunResult:
 
 def resolve_device(name: str) -> torch.device:
     """`auto` -> cuda when available, else cpu. Asking for cuda without one is an error."""
-    from lossbench.errors import ConfigError
-
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -102,20 +104,72 @@ def train_epoch(model, optimizer, strategy, task: Task, cfg: RunConfig, epoch: i
     return means
 
 
-def train(cfg: RunConfig, task: Task, on_epoch: EpochCallback | None = None) -> RunResult:
-    """Train one run from scratch and evaluate it; see the module docstring."""
+@dataclass
+class Best:
+    """The best epoch so far by `best_by`: its value, number, weights and validation metrics."""
+
+    value: float
+    epoch: int = 0
+    state: dict | None = None
+    val: dict = field(default_factory=dict)
+
+
+def save_checkpoint(path: Path, epoch: int, model, optimizer, strategy, rows: list[dict],
+                    best: Best) -> None:
+    """Everything needed to continue after `epoch` as if never stopped, written atomically:
+    weights, optimiser, strategy state (theta), the rows so far, the best epoch and its
+    weights, and the global RNG state (dropout). Batch order needs no state: it is a pure
+    function of (batch seed, epoch)."""
+    state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "strategy": vars(strategy).copy(), "rows": rows, "best": vars(best).copy(),
+             "rng_cpu": torch.get_rng_state(),
+             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, model, optimizer, strategy) -> tuple[int, list[dict], Best]:
+    """Restore a checkpoint written by `save_checkpoint`; returns (epoch, rows, best).
+    A truncated or foreign file is a DataError naming it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        vars(strategy).update(state["strategy"])
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        return state["epoch"], state["rows"], Best(**state["best"])
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is the same error
+        raise DataError(f"cannot resume from checkpoint {path}: {exc}; "
+                        "delete it to start the run again") from None
+
+
+def train(cfg: RunConfig, task: Task, on_epoch: EpochCallback | None = None,
+          checkpoint: Path | None = None) -> RunResult:
+    """Train one run and evaluate it; see the module docstring. With `checkpoint`, a
+    checkpoint is written after every epoch and, if the file exists, training resumes
+    after its epoch; on the CPU the rows are then identical to an uninterrupted run's
+    (except `seconds`)."""
     device = resolve_device(cfg.device)
     model = init_model(task, cfg, device)
     optimizer = make_optimizer(model, cfg)
     strategy = build_strategy(cfg.strategy, alpha=cfg.alpha, lam=cfg.lam, theta0=cfg.theta0,
                               b=cfg.b, detach_theta=cfg.detach_theta, eps=cfg.eps)
     result = RunResult()
-    best_value, best_epoch, best_state, best_val = math.inf, 0, None, {}
-    if cfg.best_by != "val_loss":
-        best_value = -math.inf
+    best = Best(math.inf if cfg.best_by == "val_loss" else -math.inf)
+    first_epoch = 1
+    if checkpoint is not None and checkpoint.exists():
+        done, result.rows, best = load_checkpoint(checkpoint, model, optimizer, strategy)
+        first_epoch = done + 1
+        if on_epoch is not None and result.rows:
+            on_epoch(result.rows)
     status, diverged_at = "complete", None
     started = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(first_epoch, cfg.epochs + 1):
+        if cfg.patience and epoch - 1 - best.epoch >= cfg.patience:
+            break
         epoch_start = time.perf_counter()
         means = train_epoch(model, optimizer, strategy, task, cfg, epoch, device)
         if "diverged_step" in means:
@@ -128,21 +182,20 @@ def train(cfg: RunConfig, task: Task, on_epoch: EpochCallback | None = None) -> 
                "aux_tau": supcon_temperature(epoch, cfg) if cfg.aux != "none" else 0.0,
                "seconds": time.perf_counter() - epoch_start}
         result.rows.append(row)
-        if is_better(row[cfg.best_by], best_value, cfg.best_by):
-            best_value, best_epoch = row[cfg.best_by], epoch
-            best_state = copy.deepcopy(model.state_dict())
-            best_val = {f"val_{k}": v for k, v in val.items()}
+        if is_better(row[cfg.best_by], best.value, cfg.best_by):
+            best = Best(row[cfg.best_by], epoch, copy.deepcopy(model.state_dict()),
+                        {f"val_{k}": v for k, v in val.items()})
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, epoch, model, optimizer, strategy, result.rows, best)
         if on_epoch is not None:
-            on_epoch(row)
-        if cfg.patience and epoch - best_epoch >= cfg.patience:
-            break
+            on_epoch(result.rows)
     summary: dict = {"status": status, "diverged_at": diverged_at, "best_by": cfg.best_by,
-                     "best_epoch": best_epoch, "epochs_run": len(result.rows)}
-    if best_state is not None:
-        model.load_state_dict(best_state)
+                     "best_epoch": best.epoch, "epochs_run": len(result.rows)}
+    if best.state is not None:
+        model.load_state_dict(best.state)
         test = evaluate(model, task.test, batch_size=cfg.eval_batch_size, device=device,
                         exclude_seen=cfg.exclude_seen)
-        summary.update(best_val)
+        summary.update(best.val)
         summary.update({f"test_{k}": v for k, v in test.items()})
     if result.rows:
         last = result.rows[-1]

@@ -1,0 +1,104 @@
+"""Runs that survive kills, Ctrl-C/SIGTERM and divergence, and repeat exactly."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lossbench import api
+from lossbench.cli import app
+
+LONG = ["--set", "epochs=150", "--set", "n_train_users=256", "--set", "batch_size=64"]
+
+
+def metrics_without_seconds(folder: Path) -> list[dict]:
+    with open(folder / "metrics.csv", newline="") as handle:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+
+
+def only_run(out: Path) -> Path:
+    (folder,) = [p for p in out.glob("*/*") if p.is_dir()]
+    return folder
+
+
+def start(tiny: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "lossbench", "run", "--config", str(tiny),
+                             "--strategy", "reweight-flood", "--b", "3.3", *LONG,
+                             "--out", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def wait_for_epochs(out: Path, n: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        folders = [p for p in out.glob("*/*") if (p / "checkpoint.pt").exists()]
+        if folders and len(metrics_without_seconds(folders[0])) >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the run did not reach {n} epochs in time (rc {proc.poll()})")
+
+
+def test_killed_run_resumes_to_identical_metrics(runner, tiny, tmp_path):
+    proc = start(tiny, tmp_path / "killed")
+    wait_for_epochs(tmp_path / "killed", 5, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    folder = only_run(tmp_path / "killed")
+    assert not (folder / "summary.json").exists()
+    done_before = len(metrics_without_seconds(folder))
+    assert 5 <= done_before < 150
+    resumed = runner.invoke(app, ["run", "--config", str(tiny), "--strategy", "reweight-flood",
+                                  "--b", "3.3", *LONG, "--out", str(tmp_path / "killed")])
+    assert resumed.exit_code == 0, resumed.output
+    straight = runner.invoke(app, ["run", "--config", str(tiny), "--strategy", "reweight-flood",
+                                   "--b", "3.3", *LONG, "--out", str(tmp_path / "straight")])
+    assert straight.exit_code == 0, straight.output
+    resumed_rows = metrics_without_seconds(folder)
+    assert len(resumed_rows) == 150
+    assert resumed_rows == metrics_without_seconds(only_run(tmp_path / "straight"))
+    assert not (folder / "checkpoint.pt").exists()
+    summary = json.loads((folder / "summary.json").read_text())
+    straight_summary = json.loads((only_run(tmp_path / "straight") / "summary.json").read_text())
+    assert summary["status"] == "complete"
+    for key in ("best_epoch", "test_loss", "test_ndcg10", "final_val_loss"):
+        assert summary[key] == straight_summary[key]
+
+
+def test_sigterm_marks_interrupted_and_exits_143(tiny, tmp_path):
+    proc = start(tiny, tmp_path)
+    wait_for_epochs(tmp_path, 3, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert b"Traceback" not in stderr and b"run the same command again" in stderr
+    summary = json.loads((only_run(tmp_path) / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["epochs_run"] >= 3
+
+
+def test_same_command_twice_gives_identical_metrics(runner, tiny, tmp_path):
+    for out in ("a", "b"):
+        result = runner.invoke(app, ["run", "--config", str(tiny), "--strategy", "all",
+                                     "--b", "3.0", "--out", str(tmp_path / out)])
+        assert result.exit_code == 0, result.output
+    for folder in (tmp_path / "a").glob("*/*"):
+        twin = tmp_path / "b" / folder.relative_to(tmp_path / "a")
+        assert metrics_without_seconds(folder) == metrics_without_seconds(twin)
+
+
+def test_divergence_is_recorded_and_the_comparison_goes_on(tiny, tmp_path):
+    comparison = api.run(strategy=["plain", "reweight"], config=tiny, seeds=2, lr=1e12,
+                         out=tmp_path)
+    assert len(comparison.runs) == 4
+    statuses = {r.summary["status"] for r in comparison.runs}
+    assert statuses == {"diverged"}
+    for run in comparison.runs:
+        assert run.summary["diverged_at"]["epoch"] >= 1
+        assert run.summary["diverged_at"]["step"] >= 1
+        assert json.loads((run.dir / "summary.json").read_text())["status"] == "diverged"
