@@ -37,17 +37,21 @@ def plan(strategy: str | list[str] | None = None, config: str | Path | None = No
 
 def run(strategy: str | list[str] | None = None, config: str | Path | None = None,
         seeds: int = 1, out: str | Path = "results", name: str | None = None,
-        events: Events | None = None, **settings: Any) -> Comparison:
-    """`lossbench run`: every strategy on seeds seed .. seed + seeds - 1, paired."""
+        events: Events | None = None, jobs: int = 1, threads: int | None = None,
+        **settings: Any) -> Comparison:
+    """`lossbench run`: every strategy on seeds seed .. seed + seeds - 1, paired; `jobs`
+    worker processes."""
     base = base_config(config, **settings)
     return run_comparison(base, as_list(strategy), [base.seed + i for i in range(seeds)],
-                          out=out, name=name, events=events)
+                          out=out, name=name, events=events, jobs=jobs,
+                          threads=threads)
 
 
 def sweep_b(strategy: str = "flood", b_grid: str | list[float] | None = None,
             b_range: str | None = None, select: str = "val_loss", seeds: int = 3,
             config: str | Path | None = None, out: str | Path = "results",
-            events: Events | None = None, on_grid=None, **settings: Any) -> dict:
+            events: Events | None = None, on_grid=None, jobs: int = 1,
+            threads: int | None = None, **settings: Any) -> dict:
     """`lossbench sweep-b`: returns the content of sweep.json plus its folder under "dir".
     `b_grid` is a list of floats or the CLI's comma-separated string."""
     from lossbench.sweep import parse_grid, sweep_b as run_sweep
@@ -58,7 +62,7 @@ def sweep_b(strategy: str = "flood", b_grid: str | list[float] | None = None,
     base = base_config(config, **settings)
     return run_sweep(base, strategy=strategy, grid=grid, select=select, out=out,
                      seeds=[base.seed + i for i in range(seeds)], events=events,
-                     on_grid=on_grid)
+                     on_grid=on_grid, jobs=jobs, threads=threads)
 
 
 def report(results_dir: str | Path, window: int = 5, rise: float = 1.03,

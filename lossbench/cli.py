@@ -22,7 +22,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
 from rich.table import Table
 from typer.core import TyperGroup
 
-from lossbench.errors import LossbenchError, Terminated
+from lossbench.errors import LossbenchError, Terminated, raise_terminated
 
 # Typer vendors click in recent releases (typer._click) and depends on click in older ones.
 _click = getattr(typer.core, "_click", None) or __import__("click")
@@ -81,10 +81,6 @@ def guard() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGTERM, previous)
 
-
-def raise_terminated(signum, frame) -> None:
-    """SIGTERM handler: unwind like Ctrl-C, so the run in flight is marked interrupted."""
-    raise Terminated()
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -150,6 +146,11 @@ MinRatingOpt = Annotated[int | None, typer.Option(
     help="movielens: keep ratings >= this (0 = all, RecBole's default).")]
 KCoreOpt = Annotated[int | None, typer.Option(
     help="movielens: keep users and items with >= k interactions (0 = off).")]
+JobsOpt = Annotated[int, typer.Option(
+    min=1, help="Worker processes for independent runs (each gets cores / jobs threads).")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    min=1, help="torch threads per run (default: cores / jobs). CPU results are "
+    "bit-identical between runs with the same thread count.")]
 StrategyOpt = Annotated[list[str] | None, typer.Option(
     "--strategy", "-s", help="plain, reweight, flood, reweight-flood or all; repeatable.")]
 ConfigOpt = Annotated[Path | None, typer.Option(
@@ -189,6 +190,8 @@ def run(
     data_dir: DataDirOpt = None,
     min_rating: MinRatingOpt = None,
     k_core: KCoreOpt = None,
+    jobs: JobsOpt = 1,
+    threads: ThreadsOpt = None,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
     name: Annotated[str | None, typer.Option(
         help="Experiment folder name under --out (default: derived from the settings).")] = None,
@@ -210,7 +213,7 @@ def run(
         try:
             comparison = api.run(strategy=strategy, config=config, seeds=seeds, out=out,
                                  name=name, events=ProgressEvents(progress, n_runs),
-                                 **overrides)
+                                 jobs=jobs, threads=threads, **overrides)
         finally:
             progress.stop()
         console.print(runs_table(comparison))
@@ -248,6 +251,8 @@ def sweep_b(
     epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     data_dir: DataDirOpt = None,
+    jobs: JobsOpt = 1,
+    threads: ThreadsOpt = None,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
     resume: Annotated[bool, typer.Option(
         "--resume", help="Explicitly resume (the default anyway: complete runs are skipped).")
@@ -274,7 +279,7 @@ def sweep_b(
             result = api.sweep_b(strategy=strategy, b_grid=b_grid, b_range=b_range,
                                  select=select, seeds=seeds, config=config, out=out,
                                  events=ProgressEvents(progress, seeds), on_grid=show_grid,
-                                 **overrides)
+                                 jobs=jobs, threads=threads, **overrides)
         finally:
             progress.stop()
         console.print(sweep_table(result))

@@ -20,3 +20,8 @@ class DataError(LossbenchError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, turned into an exception so that it unwinds like Ctrl-C (exit code 143)."""
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """A SIGTERM handler: unwind like Ctrl-C, so the run in flight is marked interrupted."""
+    raise Terminated()

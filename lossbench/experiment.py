@@ -12,11 +12,17 @@ same command again finds the same folder and skips runs that are already complet
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import multiprocessing
+import os
+import signal
 import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +30,7 @@ import torch
 
 import lossbench
 from lossbench.config import STRATEGY_NAMES, RunConfig, validate
-from lossbench.errors import ConfigError, LossbenchError
+from lossbench.errors import ConfigError, LossbenchError, raise_terminated
 from lossbench.recorder import (RunRecorder, config_hash, is_complete, read_json,
                                 read_metrics, run_dir_name)
 from lossbench.seeds import run_seeds
@@ -132,7 +138,8 @@ def run_record(cfg: RunConfig, task: Task) -> dict:
 
 def run_comparison(base: RunConfig, strategies: list[str], seeds: list[int],
                    out: str | Path = "results", name: str | None = None,
-                   events: Events | None = None) -> Comparison:
+                   events: Events | None = None, jobs: int = 1,
+                   threads: int | None = None) -> Comparison:
     """Run every (seed, strategy) pair, skipping runs already complete on disk."""
     events = events or Events()
     runs = plan_runs(base, strategies, seeds)
@@ -140,36 +147,128 @@ def run_comparison(base: RunConfig, strategies: list[str], seeds: list[int],
     comparison = Comparison(Path(out) / (name or experiment_name(base)))
     created = make_folder(comparison.dir)
     try:
-        run_all(runs, comparison, events)
+        run_all(runs, comparison, events, jobs=jobs, threads=threads)
     except LossbenchError:
         remove_empty(created)
         raise
     return comparison
 
 
-def run_all(runs: list[RunConfig], comparison: Comparison, events: Events, *,
-            offset: int = 0, total: int | None = None) -> None:
-    """Run (or skip, when complete on disk) each run in order, appending to
-    `comparison.runs`; tasks are shared per seed. `offset`/`total` number the runs for
-    progress when one comparison is run in several batches (a sweep)."""
-    tasks: dict[tuple, Task] = {}
-    total = len(runs) + offset if total is None else total
-    for index, cfg in enumerate(runs, start=offset):
-        key = task_key(cfg)
-        if key not in tasks:
-            tasks.clear()  # one seed's data at a time: runs are seed-major
-            tasks[key] = build_task(cfg)
-        task = tasks[key]
-        record = run_record(cfg, task)
-        run_dir = comparison.dir / run_dir_name(dataclasses.asdict(cfg))
-        events.run_started(cfg, index, total)
+TASK_CACHE: dict[tuple, Task] = {}
+"""This process's most recent task: the runs of a seed share it (runs are seed-major)."""
+
+
+def cached_task(cfg: RunConfig) -> Task:
+    """The task of `cfg`, built once per process for consecutive runs with the same data."""
+    key = task_key(cfg)
+    if key not in TASK_CACHE:
+        TASK_CACHE.clear()
+        TASK_CACHE[key] = build_task(cfg)
+    return TASK_CACHE[key]
+
+
+@contextmanager
+def run_lock(run_dir: Path, wait: bool) -> Iterator[bool]:
+    """An exclusive lock on `run_dir/.lock` (fcntl.flock, released when the process dies).
+    Yields False when another process holds it and `wait` is False."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_one(cfg: RunConfig, parent: Path, events: Events, wait: bool) -> RunOutcome | None:
+    """Run `cfg` in its folder under `parent`, or read it back when it is already complete.
+    None when another lossbench process is working on it and `wait` is False."""
+    task = cached_task(cfg)
+    record = run_record(cfg, task)
+    run_dir = parent / run_dir_name(dataclasses.asdict(cfg))
+    with run_lock(run_dir, wait) as locked:
+        if not locked:
+            return None
         if is_complete(run_dir, record):
-            outcome = RunOutcome(cfg, run_dir, read_json(run_dir / "summary.json"),
-                                 read_metrics(run_dir / "metrics.csv"), skipped=True)
-        else:
-            outcome = RunOutcome(cfg, run_dir, *execute_run(cfg, task, run_dir, record, events))
+            return RunOutcome(cfg, run_dir, read_json(run_dir / "summary.json"),
+                              read_metrics(run_dir / "metrics.csv"), skipped=True)
+        return RunOutcome(cfg, run_dir, *execute_run(cfg, task, run_dir, record, events))
+
+
+def thread_share(jobs: int, threads: int | None = None) -> int:
+    """torch threads per run: `threads` if given, else cpu_count // jobs (at least 1).
+    On the CPU, results are bit-identical between sequential and parallel execution when
+    the thread count is the same (reductions are split by thread count)."""
+    return threads or max(1, (os.cpu_count() or 1) // jobs)
+
+
+def run_all(runs: list[RunConfig], comparison: Comparison, events: Events, *,
+            offset: int = 0, total: int | None = None, jobs: int = 1,
+            threads: int | None = None) -> None:
+    """Run (or skip, when complete on disk) each run, appending to `comparison.runs` in plan
+    order. `offset`/`total` number the runs for progress when one comparison is run in
+    several batches (a sweep). With `jobs` > 1 the runs go to that many worker processes.
+    Each run uses `thread_share(jobs, threads)` torch threads."""
+    total = len(runs) + offset if total is None else total
+    if jobs > 1 and len(runs) > 1:
+        run_parallel(runs, comparison, events, offset, total, jobs, thread_share(jobs, threads))
+        return
+    torch.set_num_threads(thread_share(1, threads))
+    busy = []
+    for index, cfg in enumerate(runs, start=offset):
+        events.run_started(cfg, index, total)
+        outcome = run_one(cfg, comparison.dir, events, wait=False)
+        if outcome is None:  # another process runs it: come back when the rest is done
+            busy.append((index, cfg))
+            continue
         comparison.runs.append(outcome)
         events.run_finished(outcome)
+    for index, cfg in busy:
+        events.run_started(cfg, index, total)
+        outcome = run_one(cfg, comparison.dir, events, wait=True)
+        comparison.runs.append(outcome)
+        events.run_finished(outcome)
+    order = {id(cfg): i for i, cfg in enumerate(runs)}
+    comparison.runs.sort(key=lambda r: order.get(id(r.cfg), -1))
+
+
+def worker_init(threads: int) -> None:
+    """A worker process: its share of the CPU threads, and SIGTERM unwinds like Ctrl-C."""
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGTERM, raise_terminated)
+
+
+def run_parallel(runs: list[RunConfig], comparison: Comparison, events: Events, offset: int,
+                 total: int, jobs: int, threads: int) -> None:
+    """`run_one` for every run in `jobs` spawned worker processes with `threads` torch
+    threads each. Every run's randomness comes from its own seeds, so the results equal a
+    sequential execution with the same thread count. Progress is reported per finished run."""
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=worker_init,
+                               initargs=(threads,))
+    outcomes: dict[int, RunOutcome] = {}
+    try:
+        futures = {pool.submit(run_one, cfg, comparison.dir, Events(), True): i
+                   for i, cfg in enumerate(runs)}
+        events.run_started(runs[0], offset, total)
+        for future in as_completed(futures):
+            outcome = future.result()
+            outcomes[futures[future]] = outcome
+            events.run_finished(outcome)
+            if len(outcomes) < len(runs):
+                events.run_started(outcome.cfg, offset + len(outcomes), total)
+    except BaseException:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            if process.is_alive():
+                process.terminate()  # SIGTERM: each worker marks its run interrupted
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+    comparison.runs.extend(outcomes[i] for i in range(len(runs)))
 
 
 def execute_run(cfg: RunConfig, task: Task, run_dir: Path, record: dict,

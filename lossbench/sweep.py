@@ -132,7 +132,8 @@ def stats_by_b(runs: list[RunOutcome], select: str) -> dict[float, dict]:
 
 def sweep_b(base: RunConfig, *, strategy: str = "flood", grid: list[float] | None = None,
             seeds: list[int], select: str = "val_loss", out: str | Path = "results",
-            events: Events | None = None, on_grid=None) -> dict:
+            events: Events | None = None, on_grid=None, jobs: int = 1,
+            threads: int | None = None) -> dict:
     """Run the sweep (see the module docstring) and return the content of sweep.json."""
     if strategy not in BASELINE_OF:
         raise ConfigError(f"sweep-b floods: --strategy must be flood or reweight-flood, "
@@ -147,7 +148,7 @@ def sweep_b(base: RunConfig, *, strategy: str = "flood", grid: list[float] | Non
     created = make_folder(folder.dir)
     events = events or Events()
     try:
-        run_all(baseline_cfgs, folder, events, total=None if grid is None else
+        run_all(baseline_cfgs, folder, events, jobs=jobs, threads=threads, total=None if grid is None else
                 len(seeds) * (1 + len([b for b in grid if b > 0])))
         level = None
         if grid is None:
@@ -156,7 +157,7 @@ def sweep_b(base: RunConfig, *, strategy: str = "flood", grid: list[float] | Non
             on_grid(grid, level)
         flood_cfgs = [validate(dataclasses.replace(base, strategy=strategy, b=b, seed=s))
                       for b in grid if b > 0 for s in seeds]
-        run_all(flood_cfgs, folder, events, offset=len(baseline_cfgs),
+        run_all(flood_cfgs, folder, events, offset=len(baseline_cfgs), jobs=jobs, threads=threads,
                 total=len(baseline_cfgs) + len(flood_cfgs))
     except ConfigError:
         remove_empty(created)

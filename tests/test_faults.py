@@ -102,3 +102,34 @@ def test_divergence_is_recorded_and_the_comparison_goes_on(tiny, tmp_path):
         assert run.summary["diverged_at"]["epoch"] >= 1
         assert run.summary["diverged_at"]["step"] >= 1
         assert json.loads((run.dir / "summary.json").read_text())["status"] == "diverged"
+
+
+def test_jobs_2_gives_the_same_results_as_sequential(runner, tiny, tmp_path):
+    base = ["run", "--config", str(tiny), "-s", "plain", "-s", "flood", "--b", "3.0",
+            "--seeds", "2"]
+    parallel = runner.invoke(app, [*base, "--jobs", "2", "--out", str(tmp_path / "p")])
+    assert parallel.exit_code == 0, parallel.output
+    sequential = runner.invoke(app, [*base, "--threads", "1", "--out", str(tmp_path / "s")])
+    assert sequential.exit_code == 0, sequential.output
+    folders = sorted((tmp_path / "p").glob("*/*"))
+    assert len(folders) == 4
+    for folder in folders:
+        twin = tmp_path / "s" / folder.relative_to(tmp_path / "p")
+        assert metrics_without_seconds(folder) == metrics_without_seconds(twin)
+
+
+def test_two_processes_on_the_same_out_never_share_a_run(tiny, tmp_path):
+    command = [sys.executable, "-m", "lossbench", "run", "--config", str(tiny), "-s", "all",
+               "--seeds", "2", "--b", "3.0", "--set", "epochs=20", "--out", str(tmp_path)]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    folders = [p for p in tmp_path.glob("*/*") if p.is_dir()]
+    assert len(folders) == 8
+    trained = sum(out.count(b"skipped (already complete)") for out, _ in outputs)
+    assert trained == 8  # each run trained by one process and read back by the other
+    for folder in folders:
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["status"] == "complete"
+        assert len(metrics_without_seconds(folder)) == 20
