@@ -22,9 +22,10 @@ def base_config(config: str | Path | None = None, **settings: Any) -> RunConfig:
     return load_config(config, settings)
 
 
-def as_list(strategy: str | list[str] | None) -> list[str]:
-    if strategy is None:
-        return ["plain"]
+def as_list(strategy: str | list[str] | None, base: RunConfig) -> list[str]:
+    """The strategies to run: the argument, else the config's `strategy` (default plain)."""
+    if not strategy:
+        return [base.strategy]
     return [strategy] if isinstance(strategy, str) else list(strategy)
 
 
@@ -32,7 +33,7 @@ def plan(strategy: str | list[str] | None = None, config: str | Path | None = No
          seeds: int = 1, **settings: Any) -> list[RunConfig]:
     """The runs `run` would make, validated, without running anything."""
     base = base_config(config, **settings)
-    return plan_runs(base, as_list(strategy), [base.seed + i for i in range(seeds)])
+    return plan_runs(base, as_list(strategy, base), [base.seed + i for i in range(seeds)])
 
 
 def run(strategy: str | list[str] | None = None, config: str | Path | None = None,
@@ -42,7 +43,7 @@ def run(strategy: str | list[str] | None = None, config: str | Path | None = Non
     """`lossbench run`: every strategy on seeds seed .. seed + seeds - 1, paired; `jobs`
     worker processes."""
     base = base_config(config, **settings)
-    return run_comparison(base, as_list(strategy), [base.seed + i for i in range(seeds)],
+    return run_comparison(base, as_list(strategy, base), [base.seed + i for i in range(seeds)],
                           out=out, name=name, events=events, jobs=jobs,
                           threads=threads)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,7 +45,7 @@ class OneLineErrors(TyperGroup):
         except NoArgsIsHelpError:
             code = 0  # typer has printed the help already
         except ClickException as exc:
-            err_console.print(f"error: {exc.format_message()}", markup=False)
+            print_error(exc.format_message())
             code = 2
         except Abort:
             err_console.print("error: aborted", markup=False)
@@ -60,6 +61,17 @@ app = typer.Typer(cls=OneLineErrors, no_args_is_help=True, add_completion=False,
                        "plain, reweight, flood, reweight-flood.")
 
 
+def one_line(message: str) -> str:
+    """Escape control and line-separator characters (which may come from user input), so an
+    error is always exactly one line."""
+    return "".join(c if unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp", "Cs")
+                   else ascii(c)[1:-1] for c in message)
+
+
+def print_error(message: str) -> None:
+    err_console.print(f"error: {one_line(message)}", markup=False, soft_wrap=True)
+
+
 @app.callback()
 def main_callback() -> None:
     """Paired comparisons of ways to combine a main and an auxiliary loss."""
@@ -72,7 +84,7 @@ def guard() -> Iterator[None]:
     try:
         yield
     except LossbenchError as exc:
-        err_console.print(f"error: {exc}", markup=False)
+        print_error(str(exc))
         raise typer.Exit(code=2) from None
     except KeyboardInterrupt as exc:
         err_console.print("interrupted: finished runs are kept and the run in flight is marked "
@@ -206,6 +218,8 @@ def run(
              "task": task, "dataset": dataset, "model": model, "aux": aux, "epochs": epochs,
              "device": device, "data_dir": data_dir, "min_rating": min_rating,
              "k_core": k_core, "seed": seed}, set_)
+        if "strategy" in overrides:  # --set strategy=X counts as --strategy X
+            strategy = [*(strategy or []), overrides.pop("strategy")]
         runs = api.plan(strategy=strategy, config=config, seeds=seeds, **overrides)
         ensure_data(runs[0])
         n_runs = len(runs)
@@ -266,6 +280,7 @@ def sweep_b(
         overrides = collect_overrides({"epochs": epochs, "device": device, "seed": seed,
                                        "task": task, "dataset": dataset,
                                        "data_dir": data_dir}, set_)
+        overrides.pop("strategy", None)  # the sweep's strategy is --strategy
         ensure_data(api.base_config(config, **overrides))
         progress = make_progress()
 
