@@ -185,6 +185,8 @@ def run(
     strategy: StrategyOpt = None,
     config: ConfigOpt = None,
     b: Annotated[float | None, typer.Option(help="Flood level b >= 0 (flood strategies).")] = None,
+    b_reweight: Annotated[float | None, typer.Option(
+        help="Flood level of reweight-flood if it differs from --b.")] = None,
     alpha: Annotated[float | None, typer.Option(help="Reweight EMA rate, 0 < alpha <= 1.")] = None,
     lam: Annotated[float | None, typer.Option(help="Reweight lambda >= 0.")] = None,
     theta0: Annotated[float | None, typer.Option(help="Initial reweight theta.")] = None,
@@ -214,7 +216,7 @@ def run(
 
     with guard():
         overrides = collect_overrides(
-            {"b": b, "alpha": alpha, "lam": lam, "theta0": theta0, "detach_theta": detach_theta,
+            {"b": b, "b_reweight": b_reweight, "alpha": alpha, "lam": lam, "theta0": theta0, "detach_theta": detach_theta,
              "task": task, "dataset": dataset, "model": model, "aux": aux, "epochs": epochs,
              "device": device, "data_dir": data_dir, "min_rating": min_rating,
              "k_core": k_core, "seed": seed}, set_)

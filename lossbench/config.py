@@ -31,7 +31,7 @@ class RunConfig:
     """`synthetic` (generated, fast) or `movielens`."""
     n_items: int = 150
     """synthetic: size of the item catalogue."""
-    n_train_users: int = 2000
+    n_train_users: int = 800
     """synthetic: users (one sequence each) in the training split."""
     n_val_users: int = 1000
     """synthetic: held-out users for validation (clean targets)."""
@@ -41,13 +41,13 @@ class RunConfig:
     """synthetic: items of history before the target."""
     noise: float = 0.9
     """synthetic: fraction of training targets replaced by uniformly random items."""
-    taste_prob: float = 0.5
+    taste_prob: float = 0.2
     """synthetic: chance that the next item comes from the user's taste (else a Markov step)."""
     taste_dim: int = 8
     """synthetic: dimension of the latent user and item vectors."""
     taste_scale: float = 2.0
     """synthetic: inverse temperature of the taste softmax (higher = more predictable)."""
-    markov_fanout: int = 3
+    markov_fanout: int = 1
     """synthetic: successors each item can step to in the Markov part."""
     dataset: str = "ml-100k"
     """movielens: `ml-100k` or `ml-1m`."""
@@ -65,13 +65,13 @@ class RunConfig:
     # --- model --------------------------------------------------------------------------
     model: str = "sasrec"
     """Sequence encoder: `sasrec` (causal Transformer) or `gru` (GRU4Rec)."""
-    hidden: int = 32
+    hidden: int = 64
     """Width of item embeddings and hidden states."""
     n_layers: int = 1
     """Transformer blocks (sasrec) or GRU layers (gru)."""
     n_heads: int = 1
     """Attention heads (sasrec)."""
-    inner: int = 64
+    inner: int = 128
     """Width of the feed-forward layer inside a Transformer block (sasrec)."""
     dropout: float = 0.0
     """Dropout on embeddings, attention and hidden states."""
@@ -81,7 +81,7 @@ class RunConfig:
     """`supcon` (supervised contrastive curriculum loss) or `none` (L_aux = 0)."""
     aux_tau_start: float = 1.0
     """SupCon temperature at epoch 1 (easy: soft similarities)."""
-    aux_tau_end: float = 0.2
+    aux_tau_end: float = 0.5
     """SupCon temperature from `aux_warmup` epochs on (hard: sharp similarities)."""
     aux_warmup: int = 50
     """Epochs over which the temperature falls linearly from start to end."""
@@ -97,9 +97,9 @@ class RunConfig:
     """SGD momentum (ignored by adam)."""
     weight_decay: float = 0.0
     """L2 weight decay."""
-    batch_size: int = 500
+    batch_size: int = 200
     """Training sequences per optimisation step."""
-    epochs: int = 150
+    epochs: int = 100
     """Training epochs (passes over the training split)."""
     patience: int = 0
     """Stop after this many epochs without a better `best_by` (0 = train all epochs)."""
@@ -112,7 +112,10 @@ class RunConfig:
     strategy: str = "plain"
     """How L_main and L_aux become one objective: plain, reweight, flood, reweight-flood."""
     b: float = 0.0
-    """Flood level: L~ = |L - b| + b (flood, reweight-flood)."""
+    """Flood level: L~ = |L - b| + b (flood; reweight-flood too unless b_reweight is set)."""
+    b_reweight: float = -1.0
+    """Flood level of reweight-flood when it should differ from b (the reweighted total
+    L_main + theta * L_aux is on another scale than L_main + L_aux); negative = use b."""
     alpha: float = 0.1
     """EMA rate of the reweight strategy, 0 < alpha <= 1."""
     lam: float = 5.0
@@ -190,7 +193,7 @@ def validate(cfg: RunConfig, source: str = "") -> RunConfig:
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"unknown {key} '{getattr(cfg, key)}'{where}; "
                               f"choose one of: {', '.join(allowed)}")
-    for key in POSITIVE + NON_NEGATIVE + UNIT_INTERVAL:
+    for key in POSITIVE + NON_NEGATIVE + UNIT_INTERVAL + ("b_reweight", "theta0"):
         value = getattr(cfg, key)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{key} must be a finite number, got {value}{where}")

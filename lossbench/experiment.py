@@ -37,7 +37,7 @@ from lossbench.seeds import run_seeds
 from lossbench.tasks import Task, build_task, task_key
 from lossbench.trainer import resolve_device, train
 
-STRATEGY_FIELDS = ("strategy", "b", "alpha", "lam", "theta0", "detach_theta", "eps", "seed")
+STRATEGY_FIELDS = ("strategy", "b", "b_reweight", "alpha", "lam", "theta0", "detach_theta", "eps", "seed")
 """Settings that may differ between the runs of one experiment folder."""
 
 
@@ -82,12 +82,14 @@ def expand_strategies(names: list[str]) -> list[str]:
 
 
 def plan_runs(base: RunConfig, strategies: list[str], seeds: list[int]) -> list[RunConfig]:
-    """One validated RunConfig per (seed, strategy), seed-major. Strategies without flooding
-    get b = 0 (no flooding), so their settings say what was actually run."""
+    """One validated RunConfig per (seed, strategy), seed-major. `b` of each run is the flood
+    level it actually uses: 0 (no flooding) for plain and reweight, `b_reweight` for
+    reweight-flood when that is set (>= 0), else `b`."""
     runs = []
     for seed in seeds:
         for name in expand_strategies(strategies):
-            b = base.b if name in ("flood", "reweight-flood") else 0.0
+            b = {"flood": base.b, "reweight-flood": base.b_reweight if base.b_reweight >= 0
+                 else base.b}.get(name, 0.0)
             runs.append(validate(dataclasses.replace(base, strategy=name, seed=seed, b=b)))
     return runs
 

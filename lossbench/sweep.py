@@ -140,7 +140,7 @@ def sweep_b(base: RunConfig, *, strategy: str = "flood", grid: list[float] | Non
                           f"got '{strategy}'")
     if select not in SELECT_METRICS:
         raise ConfigError(f"--select must be one of {', '.join(SELECT_METRICS)}, got '{select}'")
-    base = validate(dataclasses.replace(base, best_by=select))
+    base = validate(dataclasses.replace(base, best_by=select, b_reweight=-1.0))
     baseline_cfgs = [dataclasses.replace(base, strategy=BASELINE_OF[strategy], b=0.0, seed=s)
                      for s in seeds]
     name = f"sweep-{experiment_name(base).replace('-', f'-{strategy}-', 1)}"
