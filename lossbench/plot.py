@@ -145,6 +145,8 @@ def metrics_figure(groups: list[dict], runs: dict[str, Run], colors: dict,
                 handles.append(line)
         ax.set_title(column, fontsize=10)
         ax.set_ylabel(VAL_METRICS[column])
+        low, high = ax.get_ylim()
+        ax.set_ylim(max(low, 0.0), min(high, 1.0))  # fractions: a t-band may overshoot [0, 1]
     add_legend(fig, handles)
     return fig
 
