@@ -55,7 +55,8 @@ def sweep_b(strategy: str = "flood", b_grid: str | list[float] | None = None,
             threads: int | None = None, **settings: Any) -> dict:
     """`lossbench sweep-b`: returns the content of sweep.json plus its folder under "dir".
     `b_grid` is a list of floats or the CLI's comma-separated string."""
-    from lossbench.sweep import parse_grid, sweep_b as run_sweep
+    from lossbench.sweep import parse_grid
+    from lossbench.sweep import sweep_b as run_sweep
 
     if isinstance(b_grid, list | tuple):
         b_grid = ",".join(repr(float(b)) for b in b_grid)

@@ -18,8 +18,14 @@ from typing import Annotated, Any
 import typer
 import typer.core
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -216,7 +222,8 @@ def run(
 
     with guard():
         overrides = collect_overrides(
-            {"b": b, "b_reweight": b_reweight, "alpha": alpha, "lam": lam, "theta0": theta0, "detach_theta": detach_theta,
+            {"b": b, "b_reweight": b_reweight, "alpha": alpha, "lam": lam, "theta0": theta0,
+             "detach_theta": detach_theta,
              "task": task, "dataset": dataset, "model": model, "aux": aux, "epochs": epochs,
              "device": device, "data_dir": data_dir, "min_rating": min_rating,
              "k_core": k_core, "seed": seed}, set_)

@@ -15,8 +15,8 @@ import dataclasses
 import fcntl
 import multiprocessing
 import os
-import signal
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -31,13 +31,20 @@ import torch
 import lossbench
 from lossbench.config import STRATEGY_NAMES, RunConfig, validate
 from lossbench.errors import ConfigError, LossbenchError, raise_terminated
-from lossbench.recorder import (RunRecorder, config_hash, is_complete, read_json,
-                                read_metrics, run_dir_name)
+from lossbench.recorder import (
+    RunRecorder,
+    config_hash,
+    is_complete,
+    read_json,
+    read_metrics,
+    run_dir_name,
+)
 from lossbench.seeds import run_seeds
 from lossbench.tasks import Task, build_task, task_key
 from lossbench.trainer import resolve_device, train
 
-STRATEGY_FIELDS = ("strategy", "b", "b_reweight", "alpha", "lam", "theta0", "detach_theta", "eps", "seed")
+STRATEGY_FIELDS = ("strategy", "b", "b_reweight", "alpha", "lam", "theta0", "detach_theta",
+                   "eps", "seed")
 """Settings that may differ between the runs of one experiment folder."""
 
 

@@ -12,7 +12,6 @@ means) and returns the scalar objective; the formulas follow the seed text
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 

@@ -29,10 +29,17 @@ import numpy as np
 
 from lossbench.config import RunConfig, validate
 from lossbench.errors import ConfigError
-from lossbench.experiment import (Comparison, Events, RunOutcome, experiment_name,
-                                  make_folder, remove_empty, run_all)
+from lossbench.experiment import (
+    Comparison,
+    Events,
+    RunOutcome,
+    experiment_name,
+    make_folder,
+    remove_empty,
+    run_all,
+)
 from lossbench.recorder import write_json
-from lossbench.report import mean_ci
+from lossbench.stats import mean_ci
 
 DEFAULT_FRACTIONS = (0.5, 0.7, 0.8, 0.9, 0.95, 1.0, 1.1)
 """Default grid as fractions of the baseline's training loss at its best validation epoch:
@@ -148,8 +155,8 @@ def sweep_b(base: RunConfig, *, strategy: str = "flood", grid: list[float] | Non
     created = make_folder(folder.dir)
     events = events or Events()
     try:
-        run_all(baseline_cfgs, folder, events, jobs=jobs, threads=threads, total=None if grid is None else
-                len(seeds) * (1 + len([b for b in grid if b > 0])))
+        planned = None if grid is None else len(seeds) * (1 + len([b for b in grid if b > 0]))
+        run_all(baseline_cfgs, folder, events, jobs=jobs, threads=threads, total=planned)
         level = None
         if grid is None:
             grid, level = default_grid(folder.runs)
@@ -157,7 +164,8 @@ def sweep_b(base: RunConfig, *, strategy: str = "flood", grid: list[float] | Non
             on_grid(grid, level)
         flood_cfgs = [validate(dataclasses.replace(base, strategy=strategy, b=b, seed=s))
                       for b in grid if b > 0 for s in seeds]
-        run_all(flood_cfgs, folder, events, offset=len(baseline_cfgs), jobs=jobs, threads=threads,
+        run_all(flood_cfgs, folder, events, offset=len(baseline_cfgs), jobs=jobs,
+                threads=threads,
                 total=len(baseline_cfgs) + len(flood_cfgs))
     except ConfigError:
         remove_empty(created)

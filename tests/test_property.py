@@ -19,6 +19,7 @@ CHEAP = ["--set", "task=synthetic", "--set", "n_items=20", "--set", "n_train_use
          "--set", "batch_size=16", "--set", "epochs=1", "--set", "eval_batch_size=64",
          "--set", "taste_dim=4", "--set", "markov_fanout=2", "--set", "max_len=8"]
 """Appended last, so random values never make a valid run expensive."""
+FIXTURES = [HealthCheck.function_scoped_fixture]  # tmp_path is reused across examples: fine
 
 CHEAP_KEYS = sorted(set(FIELD_TYPES) - {a.split("=")[0] for a in CHEAP[1::2]} - {"seed"})
 TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
@@ -48,14 +49,14 @@ def flatten(options) -> list[str]:
     return [x for name, value in options for x in ((name,) if value is None else (name, value))]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURES)
 @given(options=OPTIONS)
 def test_run_with_random_options(tmp_path, options):
     args = ["run", *flatten(options), *CHEAP, "--seeds", "1", "--out", str(tmp_path / "r")]
     check(CliRunner().invoke(app, args))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=FIXTURES)
 @given(options=OPTIONS, grid=st.one_of(st.none(), TEXT, st.lists(NUMBER, max_size=3)
                                        .map(lambda xs: ",".join(map(str, xs)))),
        b_range=st.one_of(st.none(), TEXT, st.tuples(NUMBER, NUMBER, st.integers(-2, 3))
@@ -76,7 +77,7 @@ def toml_literal(value) -> str:
     return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURES)
 @given(pairs=st.dictionaries(st.sampled_from(CHEAP_KEYS + ["bogus", "task"]), TOML_VALUE,
                              max_size=4),
        junk=st.one_of(st.just(""), TEXT, st.binary(max_size=20).map(lambda b: b.decode("latin-1"))))
@@ -88,7 +89,7 @@ def test_run_with_random_toml(tmp_path, pairs, junk):
     check(CliRunner().invoke(app, args))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=FIXTURES)
 @given(files=st.dictionaries(st.sampled_from(["config.json", "metrics.csv", "summary.json"]),
                              st.one_of(st.binary(max_size=60), TEXT.map(str.encode),
                                        st.just(b'{"status": "complete"}'),

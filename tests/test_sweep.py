@@ -47,7 +47,7 @@ def test_sweep_runs_grid_and_baseline_and_writes_sweep_json(runner, tiny, tmp_pa
     assert set(sweep["per_b"]) == {"0", "2.5", "3.5"}
     means = {b: s["val"]["mean"] for b, s in sweep["per_b"].items()}
     assert means[f"{sweep['selected_b']:g}"] == min(means.values())
-    for b, entry in sweep["per_b"].items():
+    for entry in sweep["per_b"].values():
         assert entry["seeds"] == [0, 1]
         assert entry["val"]["lo"] <= entry["val"]["mean"] <= entry["val"]["hi"]
     runs = [p for p in folder.iterdir() if p.is_dir()]
