@@ -111,11 +111,13 @@ class RunConfig:
     # --- strategy -----------------------------------------------------------------------
     strategy: str = "plain"
     """How L_main and L_aux become one objective: plain, reweight, flood, reweight-flood."""
-    b: float = 0.0
-    """Flood level: L~ = |L - b| + b (flood; reweight-flood too unless b_reweight is set)."""
-    b_reweight: float = -1.0
+    b: float = 9.1
+    """Flood level: L~ = |L - b| + b (flood; reweight-flood too unless b_reweight is set).
+    The default suits the default synthetic task; choose it for yours with sweep-b."""
+    b_reweight: float = 4.8
     """Flood level of reweight-flood when it should differ from b (the reweighted total
-    L_main + theta * L_aux is on another scale than L_main + L_aux); negative = use b."""
+    L_main + theta * L_aux is on another scale than L_main + L_aux); negative = use b.
+    The default suits the default synthetic task."""
     alpha: float = 0.1
     """EMA rate of the reweight strategy, 0 < alpha <= 1."""
     lam: float = 5.0

@@ -59,11 +59,12 @@ def test_run_flood_writes_the_three_files(runner, tiny, tmp_path):
 
 def test_strategy_all_with_seeds_makes_every_pair(runner, tiny, tmp_path):
     result = runner.invoke(app, ["run", "--config", str(tiny), "--strategy", "all",
-                                 "--seeds", "2", "--b", "0.5", "--out", str(tmp_path)])
+                                 "--seeds", "2", "--b", "0.5", "--b-reweight", "0.25",
+                                 "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     names = [p.name.split("__")[1:4] for p in run_folders(tmp_path)]
-    expected = {(s, f"b{0.5 if 'flood' in s else 0:g}", f"s{seed}")
-                for s in ("plain", "reweight", "flood", "reweight-flood") for seed in (0, 1)}
+    level = {"plain": 0, "reweight": 0, "flood": 0.5, "reweight-flood": 0.25}
+    expected = {(s, f"b{b:g}", f"s{seed}") for s, b in level.items() for seed in (0, 1)}
     assert {tuple(n) for n in names} == expected
     assert len(list(tmp_path.iterdir())) == 1  # one experiment folder for the comparison
 
@@ -114,7 +115,7 @@ def test_flood_with_b_zero_reproduces_plain_exactly(tiny, tmp_path):
     """End to end: same data, weights and batches, and |L - 0| + 0 = L, so every number of
     the two runs must match. Any unpaired randomness would break this."""
     comparison = api.run(strategy=["plain", "flood", "reweight", "reweight-flood"],
-                         config=tiny, b=0.0, out=tmp_path)
+                         config=tiny, b=0.0, b_reweight=-1.0, out=tmp_path)
     metrics = {r.cfg.strategy: read_csv(r.dir / "metrics.csv") for r in comparison.runs}
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(metrics["plain"]) == strip(metrics["flood"])
