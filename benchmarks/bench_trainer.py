@@ -15,7 +15,6 @@ default comparison (`lossbench run --strategy all --seeds 3`) with --jobs 1 and 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from lossbench.config import load_config
-from lossbench.experiment import Events, execute_run, run_record
+from lossbench.experiment import Events, execute_run, plan_runs, run_record
 from lossbench.losses import compute_losses
 from lossbench.seeds import epoch_generator, run_seeds
 from lossbench.tasks import build_task
@@ -62,10 +61,15 @@ def bare_loop(cfg, task) -> float:
 
 
 def lossbench_loop(cfg, task, folder: Path) -> float:
-    """Seconds per epoch of a full lossbench run (files included)."""
+    """Seconds per epoch of a full lossbench run (files included); it must not diverge,
+    or the epochs it skipped would flatter it."""
     start = time.perf_counter()
-    execute_run(cfg, task, folder, run_record(cfg, task), Events())
-    return (time.perf_counter() - start) / cfg.epochs
+    summary, rows = execute_run(cfg, task, folder, run_record(cfg, task), Events())
+    seconds = time.perf_counter() - start
+    if summary["status"] != "complete" or len(rows) != cfg.epochs:
+        raise SystemExit(f"the lossbench run did not train all epochs ({summary['status']}); "
+                         "pick a strategy and flood level that do not diverge")
+    return seconds / cfg.epochs
 
 
 def time_cli(jobs: int, config: str) -> float:
@@ -88,10 +92,8 @@ def main() -> None:
     parser.add_argument("--skip-cli", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = load_config(args.config, {"epochs": args.epochs, "strategy": args.strategy,
-                                    "device": "cpu"})
-    if cfg.strategy in ("flood", "reweight-flood") and cfg.b == 0:
-        cfg = dataclasses.replace(cfg, b=1.0)
+    base = load_config(args.config, {"epochs": args.epochs, "device": "cpu"})
+    (cfg,) = plan_runs(base, [args.strategy], [base.seed])  # the b the CLI would use
     task = build_task(cfg)
     lb, bare = [], []
     with tempfile.TemporaryDirectory() as tmp:

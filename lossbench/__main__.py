@@ -2,4 +2,5 @@
 
 from lossbench.cli import app
 
-app(prog_name="lossbench")
+if __name__ == "__main__":  # guard: --jobs workers are spawned and re-import __main__
+    app(prog_name="lossbench")

@@ -45,8 +45,10 @@ def run_dir_name(settings: dict[str, Any]) -> str:
             f"__s{settings['seed']}__{config_hash(settings, 6)}")
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and an atomic rename."""
+def write_atomic(path: Path, text: str, fsync: bool = True) -> None:
+    """Write `text` to `path` through a temporary file and an atomic rename. The rename alone
+    protects against a killed process; `fsync` also against a power cut (skipped for the
+    per-epoch metrics.csv, which the checkpoint can always rebuild)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     umask = os.umask(0)
@@ -55,8 +57,9 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -125,7 +128,7 @@ class RunRecorder:
             self.epoch([])
 
     def epoch(self, rows: list[dict]) -> None:
-        write_atomic(self.dir / "metrics.csv", rows_to_csv(rows))
+        write_atomic(self.dir / "metrics.csv", rows_to_csv(rows), fsync=False)
 
     def finish(self, summary: dict) -> None:
         write_json(self.dir / "summary.json", summary)
