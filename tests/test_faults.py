@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from lossbench import api
 from lossbench.cli import app
 
@@ -71,12 +73,13 @@ def test_killed_run_resumes_to_identical_metrics(runner, tiny, tmp_path):
         assert summary[key] == straight_summary[key]
 
 
-def test_sigterm_marks_interrupted_and_exits_143(tiny, tmp_path):
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_marks_interrupted_and_exits(tiny, tmp_path, signum, code):
     proc = start(tiny, tmp_path)
     wait_for_epochs(tmp_path, 3, proc)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 143
+    assert proc.returncode == code
     assert b"Traceback" not in stderr and b"run the same command again" in stderr
     summary = json.loads((only_run(tmp_path) / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["epochs_run"] >= 3

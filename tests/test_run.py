@@ -196,3 +196,12 @@ def test_every_command_has_help(runner):
     for command in (["--help"], ["run", "--help"]):
         result = runner.invoke(app, command)
         assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_gru_model_runs_and_differs_from_sasrec(tiny, tmp_path):
+    runs = {model: api.run(config=tiny, model=model, out=tmp_path).runs[0]
+            for model in ("sasrec", "gru")}
+    for run in runs.values():
+        assert run.summary["status"] == "complete"
+        assert json.loads((run.dir / "config.json").read_text())["model"] == run.cfg.model
+    assert runs["gru"].summary["test_loss"] != runs["sasrec"].summary["test_loss"]
