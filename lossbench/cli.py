@@ -241,19 +241,23 @@ def run(
             progress.stop()
         console.print(runs_table(comparison))
         if len(comparison.runs) > 1:
-            from lossbench import report
-
-            summary = report.summarize(report.load_runs(comparison.dir))
-            for table in report.render_tables(summary)[:2]:
-                console.print(table)
+            print_group_tables(comparison.dir)
         console.print(f"results: {comparison.dir}")
         console.print(f"next: lossbench report {comparison.dir}  |  "
                       f"lossbench plot {comparison.dir}")
 
 
-def main() -> None:  # pragma: no cover - the console script
-    app()
+def print_group_tables(results_dir: Path) -> None:
+    """The per-strategy validation and test tables of `report` (skipped when no run of the
+    folder finished, e.g. all diverged: `lossbench report` says why)."""
+    from lossbench import report
 
+    try:
+        summary = report.summarize(report.load_runs(results_dir))
+    except LossbenchError:
+        return
+    for table in report.render_tables(summary)[:2]:
+        console.print(table)
 
 
 @app.command("sweep-b")
