@@ -245,9 +245,16 @@ def run_all(runs: list[RunConfig], comparison: Comparison, events: Events, *,
     comparison.runs.sort(key=lambda r: order.get(id(r.cfg), -1))
 
 
-def worker_init(threads: int) -> None:
-    """A worker process: its share of the CPU threads, and SIGTERM unwinds like Ctrl-C."""
+def worker_init(threads: int, counter) -> None:
+    """A worker process: its share of the CPU threads, its own GPU when there are GPUs (worker
+    i uses cuda:i mod n_gpus, so `--jobs` = number of GPUs gives one process per device), and
+    SIGTERM unwinds like Ctrl-C."""
     torch.set_num_threads(threads)
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    if torch.cuda.is_available():
+        torch.cuda.set_device(index % torch.cuda.device_count())
     signal.signal(signal.SIGTERM, raise_terminated)
 
 
@@ -257,8 +264,10 @@ def run_parallel(runs: list[RunConfig], comparison: Comparison, events: Events, 
     threads each. Every run's randomness comes from its own seeds, so the results equal a
     sequential execution with the same thread count. Progress is reported per finished run."""
     context = multiprocessing.get_context("spawn")
+    if resolve_device(runs[0].device).type == "cuda":
+        jobs = min(jobs, torch.cuda.device_count())  # at most one process per GPU
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=worker_init,
-                               initargs=(threads,))
+                               initargs=(threads, context.Value("i", 0)))
     outcomes: dict[int, RunOutcome] = {}
     try:
         futures = {pool.submit(run_one, cfg, comparison.dir, Events(), True): i
