@@ -102,8 +102,6 @@ class ReweightFlood(Reweight):
 
 Strategy = Plain | Flood | Reweight | ReweightFlood
 
-STRATEGIES = {"plain": Plain, "reweight": Reweight, "flood": Flood,
-              "reweight-flood": ReweightFlood}
 
 
 def build_strategy(name: str, *, alpha: float = 0.1, lam: float = 5.0, theta0: float = 0.0,
