@@ -291,11 +291,11 @@ def run_parallel(runs: list[RunConfig], comparison: Comparison, events: Events, 
 
 def execute_run(cfg: RunConfig, task: Task, run_dir: Path, record: dict,
                 events: Events) -> tuple[dict, list[dict]]:
-    """Train one run, writing config.json first, metrics.csv and checkpoint.pt every epoch,
+    """Train one run, writing config.json first, metrics.csv and checkpoint.pkl every epoch,
     summary.json last. A checkpoint left by a killed or interrupted run is resumed. Ctrl-C
     or SIGTERM marks the run `interrupted` in summary.json (and re-raises)."""
     recorder = RunRecorder(run_dir)
-    checkpoint = run_dir / "checkpoint.pt"
+    checkpoint = run_dir / "checkpoint.pkl"
     recorder.start(record, resume=checkpoint.exists())
     rows: list[dict] = []
 

@@ -40,7 +40,7 @@ def start(tiny: Path, out: Path) -> subprocess.Popen:
 def wait_for_epochs(out: Path, n: int, proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
-        folders = [p for p in out.glob("*/*") if (p / "checkpoint.pt").exists()]
+        folders = [p for p in out.glob("*/*") if (p / "checkpoint.pkl").exists()]
         if folders and len(metrics_without_seconds(folders[0])) >= n:
             return
         time.sleep(0.05)
@@ -65,7 +65,7 @@ def test_killed_run_resumes_to_identical_metrics(runner, tiny, tmp_path):
     resumed_rows = metrics_without_seconds(folder)
     assert len(resumed_rows) == 150
     assert resumed_rows == metrics_without_seconds(only_run(tmp_path / "straight"))
-    assert not (folder / "checkpoint.pt").exists()
+    assert not (folder / "checkpoint.pkl").exists()
     summary = json.loads((folder / "summary.json").read_text())
     straight_summary = json.loads((only_run(tmp_path / "straight") / "summary.json").read_text())
     assert summary["status"] == "complete"

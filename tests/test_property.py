@@ -110,10 +110,10 @@ def test_truncated_checkpoint_is_a_clear_error(runner, tiny, tmp_path):
     assert result.exit_code == 0
     (folder,) = [p for p in tmp_path.glob("*/*") if p.is_dir()]
     (folder / "summary.json").unlink()
-    (folder / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
+    (folder / "checkpoint.pkl").write_bytes(b"PK\x03\x04 truncated")
     again = runner.invoke(app, ["run", "--config", str(tiny), "--out", str(tmp_path)])
     assert again.exit_code == 2
-    assert "checkpoint.pt" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    assert "checkpoint.pkl" in again.stderr and len(again.stderr.strip().splitlines()) == 1
 
 
 def test_corrupt_summary_is_rerun_and_corrupt_metrics_named_by_report(runner, tiny, tmp_path):
