@@ -10,6 +10,7 @@ default comparison (`lossbench run --strategy all --seeds 3`) with --jobs 1 and 
 
     python benchmarks/bench_trainer.py                    # defaults: synthetic.toml
     python benchmarks/bench_trainer.py --epochs 20 --reps 5 --skip-cli
+    python benchmarks/bench_trainer.py --device cuda --skip-cli   # on a GPU machine
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def bare_loop(cfg, task) -> float:
-    """Seconds per epoch of a minimal loop: no strategy object, no per-step syncs, no files."""
-    device = torch.device("cpu")
+    """Seconds per epoch of a minimal loop: no strategy object, no per-step syncs, no files
+    (on a GPU the validation loss's .item() waits for the epoch's work to finish)."""
+    device = torch.device(cfg.device)
     model = init_model(task, cfg, device)
     optimizer = make_optimizer(model, cfg)
     start = time.perf_counter()
@@ -47,16 +49,16 @@ def bare_loop(cfg, task) -> float:
         model.train()
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
-            losses = compute_losses(model, task.train.inputs[idx], task.train.targets[idx], cfg,
-                                    epoch, generator)
+            losses = compute_losses(model, task.train.inputs[idx].to(device),
+                                    task.train.targets[idx].to(device), cfg, epoch, generator)
             loss = losses.main + losses.aux
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         model.eval()
         with torch.inference_mode():
-            scores = model.logits(model(task.val.inputs)[:, -1])
-            F.cross_entropy(scores, task.val.targets).item()
+            scores = model.logits(model(task.val.inputs.to(device))[:, -1])
+            F.cross_entropy(scores, task.val.targets.to(device)).item()  # .item() syncs
     return (time.perf_counter() - start) / cfg.epochs
 
 
@@ -72,12 +74,13 @@ def lossbench_loop(cfg, task, folder: Path) -> float:
     return seconds / cfg.epochs
 
 
-def time_cli(jobs: int, config: str) -> float:
+def time_cli(jobs: int, config: str, device: str) -> float:
     """Wall seconds of `lossbench run --strategy all --seeds 3 --jobs N` into a fresh folder."""
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "lossbench", "run", "--config", config,
-                        "--strategy", "all", "--seeds", "3", "--jobs", str(jobs), "--out", out],
+                        "--strategy", "all", "--seeds", "3", "--jobs", str(jobs),
+                        "--device", device, "--out", out],
                        check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
         return time.perf_counter() - start
 
@@ -89,10 +92,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu (the goal's setting) or cuda")
     parser.add_argument("--skip-cli", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    base = load_config(args.config, {"epochs": args.epochs, "device": "cpu"})
+    base = load_config(args.config, {"epochs": args.epochs, "device": args.device})
     (cfg,) = plan_runs(base, [args.strategy], [base.seed])  # the b the CLI would use
     task = build_task(cfg)
     lb, bare = [], []
@@ -102,14 +106,14 @@ def main() -> None:
             bare.append(bare_loop(cfg, task))
     ratio = statistics.median(lb) / statistics.median(bare)
     print(f"config {args.config}, strategy {cfg.strategy}, {args.epochs} epochs, "
-          f"{args.reps} reps, {args.threads} torch threads")
+          f"{args.reps} reps, {args.threads} torch threads, device {args.device}")
     print(f"lossbench  median {statistics.median(lb) * 1000:8.1f} ms/epoch  "
           f"{[round(x * 1000, 1) for x in lb]}")
     print(f"bare loop  median {statistics.median(bare) * 1000:8.1f} ms/epoch  "
           f"{[round(x * 1000, 1) for x in bare]}")
     print(f"ratio lossbench / bare = {ratio:.3f}")
     if not args.skip_cli:
-        one, two = time_cli(1, args.config), time_cli(2, args.config)
+        one, two = time_cli(1, args.config, args.device), time_cli(2, args.config, args.device)
         print(f"lossbench run --strategy all --seeds 3: --jobs 1 {one:.1f} s, "
               f"--jobs 2 {two:.1f} s, ratio {one / two:.2f}x")
 
