@@ -7,7 +7,7 @@ means) and returns the scalar objective; the formulas follow the seed text
     s = build_strategy("reweight-flood", alpha=0.1, lam=5.0, theta0=0.0, b=0.1)
     total = s(main_loss, aux_loss)     # theta evolves once per call = once per training step
     s.theta                            # current theta as a float (1.0 without reweighting)
-    s.raw_total                        # the last total before flooding, a float
+    s.raw_total                        # the last total before flooding (detached tensor)
 """
 
 from __future__ import annotations
@@ -46,11 +46,11 @@ class Plain:
     flood_level: float | None = None
 
     def __init__(self) -> None:
-        self.raw_total = float("nan")
+        self.raw_total: Tensor | float = float("nan")
 
     def __call__(self, main: Tensor, aux: Tensor) -> Tensor:
         total = main + aux
-        self.raw_total = float(total.detach())
+        self.raw_total = total.detach()  # kept on the device: reading it would wait for the GPU
         return total
 
 
@@ -78,14 +78,14 @@ class Reweight:
                  detach_theta: bool = False) -> None:
         self.alpha, self.lam, self.eps, self.detach_theta = alpha, lam, eps, detach_theta
         self.theta = float(theta0)
-        self.raw_total = float("nan")
+        self.raw_total: Tensor | float = float("nan")
 
     def __call__(self, main: Tensor, aux: Tensor) -> Tensor:
         theta_new = reweight_theta(main, aux, self.theta, alpha=self.alpha, lam=self.lam,
                                    eps=self.eps, detach=self.detach_theta)
         self.theta = float(theta_new.detach())
         total = main + theta_new * aux
-        self.raw_total = float(total.detach())
+        self.raw_total = total.detach()
         return total
 
 

@@ -77,13 +77,15 @@ def init_model(task: Task, cfg: RunConfig, device: torch.device) -> torch.nn.Mod
 
 def train_epoch(model, optimizer, strategy, task: Task, cfg: RunConfig, epoch: int,
                 device: torch.device) -> dict:
-    """One pass over the training split; returns the epoch means of the losses.
-    Stops early (returning `diverged_step`) at the first non-finite loss."""
+    """One pass over the training split; returns the epoch means of the losses, or
+    `{"diverged_step": k}` when step k (1-based) had a non-finite loss.
+
+    Each step's four numbers stay on the device until the epoch ends and are read in one
+    go: on a GPU, reading a number every step would make the CPU wait for the GPU every step.
+    (A diverged epoch therefore runs to its end before it is reported; it is not recorded.)"""
     generator = epoch_generator(run_seeds(cfg.seed).batch, epoch)
     order = torch.randperm(len(task.train), generator=generator)
-    sums = {"train_loss": 0.0, "train_objective": 0.0, "train_main_loss": 0.0,
-            "train_aux_loss": 0.0, "below_b": 0}
-    n_steps = 0
+    steps = []  # per step: raw total, objective, L_main, L_aux (detached)
     model.train()
     for start in range(0, len(order), cfg.batch_size):
         idx = order[start:start + cfg.batch_size]
@@ -91,22 +93,22 @@ def train_epoch(model, optimizer, strategy, task: Task, cfg: RunConfig, epoch: i
         targets = task.train.targets[idx].to(device, non_blocking=True)
         losses = compute_losses(model, inputs, targets, cfg, epoch, generator)
         total = strategy(losses.main, losses.aux)
-        objective = float(total.detach())
-        if not (math.isfinite(objective) and math.isfinite(strategy.raw_total)):
-            return {"diverged_step": n_steps + 1}
+        steps.append(torch.stack([strategy.raw_total, total.detach(), losses.main.detach(),
+                                  losses.aux.detach()]))
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
-        n_steps += 1
-        sums["train_loss"] += strategy.raw_total
-        sums["train_objective"] += objective
-        sums["train_main_loss"] += float(losses.main.detach())
-        sums["train_aux_loss"] += float(losses.aux.detach())
-        if strategy.flood_level is not None and strategy.raw_total < strategy.flood_level:
-            sums["below_b"] += 1
-    means = {k: v / n_steps for k, v in sums.items() if k != "below_b"}
-    means["flood_frac"] = sums["below_b"] / n_steps
-    return means
+    values = torch.stack(steps).cpu()
+    finite = torch.isfinite(values).all(dim=1)
+    if not bool(finite.all()):
+        return {"diverged_step": int((~finite).nonzero()[0, 0]) + 1}
+    raw, objective, main, aux = values.T.tolist()
+    n_steps = len(raw)
+    below_b = (sum(value < strategy.flood_level for value in raw)
+               if strategy.flood_level is not None else 0)
+    return {"train_loss": sum(raw) / n_steps, "train_objective": sum(objective) / n_steps,
+            "train_main_loss": sum(main) / n_steps, "train_aux_loss": sum(aux) / n_steps,
+            "flood_frac": below_b / n_steps}
 
 
 @dataclass

@@ -63,7 +63,7 @@ def test_flood_on_the_total_over_steps():
         raw = main_value + aux_value
         sign = 1.0 if raw > b else -1.0
         assert total.item() == pytest.approx(abs(raw - b) + b)
-        assert s.raw_total == pytest.approx(raw)
+        assert float(s.raw_total) == pytest.approx(raw)
         assert float(main.grad) == sign and float(aux.grad) == sign
 
 
