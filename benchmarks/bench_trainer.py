@@ -1,15 +1,19 @@
 """How much does lossbench's runner cost on top of the training it drives?
 
-(a) lossbench: one full run through `experiment.execute_run` (strategy, bookkeeping of every
-    loss, validation metrics, metrics.csv, checkpoint and best weights every epoch);
-(b) a bare PyTorch loop written here: the same model, data, batches and losses
-    (L_main + L_aux), one optimiser step per batch, the validation loss once per epoch.
-They alternate in one process, `--reps` times each. An epoch's time is the time between two
-epoch ends (all the per-epoch work included; the first epoch, which holds the set-up, is left
-out). The script prints the median epoch time of each over all repetitions and their ratio
-(goal: lossbench <= 1.05 x bare); medians of many epochs resist the bursts of noise of a
-shared machine better than whole-run means. Then it times the CLI's
-default comparison (`lossbench run --strategy all --seeds 3`) with --jobs 1 and --jobs 2.
+(a) lossbench: one full run through `experiment.execute_run` (strategy object, bookkeeping of
+    every loss, validation metrics, metrics.csv, checkpoint and best weights every epoch);
+(b) a bare PyTorch loop written here: the same model, data, batches and objective (the
+    strategy's formula inline), one optimiser step per batch, the validation loss per epoch.
+Both train the same weights (the script prints both final validation losses: they must
+agree). They run in lockstep in one process: lossbench's epoch k, then the bare loop's epoch k,
+then lossbench's epoch k+1 (the lossbench run lives in a thread that pauses after each epoch).
+Neighbouring epochs see the same machine, so the drifts of a shared machine (±10 % from one
+run to the next on the 2-core dev VM) cancel in the per-epoch ratio. An epoch's time holds
+everything done per epoch (lossbench: until its progress event, after checkpoint and
+metrics.csv); the first epoch, which holds the set-up, is left out. Printed: median epoch
+times, their ratio and the median per-epoch ratio (goal: lossbench <= 1.05 x bare). Then
+the CLI's default comparison (`lossbench run --strategy all --seeds 3`) is timed with
+--jobs 1 and --jobs 2.
 
     python benchmarks/bench_trainer.py                    # defaults: synthetic.toml
     python benchmarks/bench_trainer.py --epochs 20 --reps 5 --skip-cli
@@ -23,7 +27,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -39,28 +45,17 @@ from lossbench.trainer import init_model, make_optimizer
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def epoch_times(stamps: list[float]) -> list[float]:
-    """Seconds between consecutive epoch ends: every epoch but the first (which also holds the
-    set-up), everything the loop does per epoch included. A stamp is (wall, process CPU time)."""
-    return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(stamps[:-1], stamps[1:], strict=True)]
-
-
-def now() -> tuple[float, float]:
-    """(wall clock, CPU time of this process: all its threads, not the time it waited)."""
-    return time.perf_counter(), time.process_time()
-
-
-def bare_loop(cfg, task) -> tuple[list[tuple[float, float]], float]:
-    """Epoch times and final validation loss of a minimal loop: the strategy's formulas written
-    inline (so the steps, and the weights they lead to, are lossbench's), no bookkeeping, no
+def bare_epochs(cfg, task) -> Iterator[tuple[float, float]]:
+    """A minimal loop, one epoch per `next`: yields (seconds, validation loss). The strategy's
+    formulas are written inline, so its steps and weights are lossbench's; no bookkeeping, no
     files (on a GPU the validation loss's .item() waits for the epoch's work to finish)."""
     device = torch.device(cfg.device)
     model = init_model(task, cfg, device)
     optimizer = make_optimizer(model, cfg)
     reweight, flood = cfg.strategy.startswith("reweight"), cfg.strategy.endswith("flood")
     theta = cfg.theta0
-    stamps = []
     for epoch in range(1, cfg.epochs + 1):
+        start = time.perf_counter()
         generator = epoch_generator(run_seeds(cfg.seed).batch, epoch)
         order = torch.randperm(len(task.train), generator=generator)
         model.train()
@@ -85,30 +80,56 @@ def bare_loop(cfg, task) -> tuple[list[tuple[float, float]], float]:
         with torch.inference_mode():
             scores = model.logits(model(task.val.inputs.to(device))[:, -1])
             val_loss = F.cross_entropy(scores, task.val.targets.to(device)).item()  # syncs
-        stamps.append(now())
-    return epoch_times(stamps), val_loss
+        yield time.perf_counter() - start, val_loss
 
 
-class EpochClock(Events):
-    """Notes the time at the end of each lossbench epoch (after its checkpoint, metrics.csv
-    and progress event: the last thing an epoch does)."""
+class Lockstep(Events):
+    """Times each lossbench epoch and pauses the run at its end (`epoch_done`, the last
+    thing an epoch does) until `resume` is released."""
 
     def __init__(self) -> None:
-        self.stamps: list[tuple[float, float]] = []
+        self.epoch_ended, self.resume = threading.Semaphore(0), threading.Semaphore(0)
+        self.times: list[float] = []
+        self.started = time.perf_counter()
 
     def epoch_done(self, cfg, row: dict) -> None:
-        self.stamps.append(now())
+        self.times.append(time.perf_counter() - self.started)
+        self.epoch_ended.release()
+        self.resume.acquire()
+        self.started = time.perf_counter()
 
 
-def lossbench_loop(cfg, task, folder: Path) -> tuple[list[tuple[float, float]], float]:
-    """Epoch times and final validation loss of a full lossbench run (files included); it
-    must not diverge, or the epochs it skipped would flatter it."""
-    clock = EpochClock()
-    summary, rows = execute_run(cfg, task, folder, run_record(cfg, task), clock)
-    if summary["status"] != "complete" or len(rows) != cfg.epochs:
-        raise SystemExit(f"the lossbench run did not train all epochs ({summary['status']}); "
-                         "pick a strategy and flood level that do not diverge")
-    return epoch_times(clock.stamps), rows[-1]["val_loss"]
+def paired_epochs(cfg, task, folder: Path) -> tuple[list[float], list[float]]:
+    """Epoch times of a lossbench run and of the bare loop, run in lockstep (first epochs
+    left out). The lossbench run must train every epoch, or what it skipped would flatter it."""
+    lockstep, result = Lockstep(), {}
+
+    def run() -> None:
+        try:
+            result["summary"], result["rows"] = execute_run(cfg, task, folder,
+                                                            run_record(cfg, task), lockstep)
+        finally:
+            lockstep.epoch_ended.release()  # never leave the main thread waiting
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    bare, bare_times = bare_epochs(cfg, task), []
+    for _ in range(cfg.epochs):
+        lockstep.epoch_ended.acquire()
+        if not thread.is_alive():
+            break
+        seconds, bare_val = next(bare)
+        bare_times.append(seconds)
+        lockstep.resume.release()
+    thread.join()
+    summary, rows = result.get("summary", {}), result.get("rows", [])
+    if summary.get("status") != "complete" or len(rows) != cfg.epochs:
+        raise SystemExit(f"the lossbench run did not train all epochs ({summary.get('status')});"
+                         " pick a strategy and flood level that do not diverge")
+    if abs(rows[-1]["val_loss"] - bare_val) > 1e-4:
+        raise SystemExit(f"the two loops did not train the same weights: final validation loss "
+                         f"{rows[-1]['val_loss']:.6f} (lossbench) vs {bare_val:.6f} (bare)")
+    return lockstep.times[1:], bare_times[1:]
 
 
 def time_cli(jobs: int, config: str, device: str) -> float:
@@ -136,30 +157,23 @@ def main() -> None:
     base = load_config(args.config, {"epochs": args.epochs, "device": args.device})
     (cfg,) = plan_runs(base, [args.strategy], [base.seed])  # the b the CLI would use
     task = build_task(cfg)
-    lb, bare = [], []  # one list of epoch times per repetition
+    lb, bare = [], []  # epoch times, all repetitions together
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
-            times, lb_val = lossbench_loop(cfg, task, Path(tmp) / f"run{rep}")
-            lb.append(times)
-            times, bare_val = bare_loop(cfg, task)
-            bare.append(times)
-    print(f"config {args.config}, strategy {cfg.strategy}, {args.epochs} epochs, "
-          f"{args.reps} reps, {args.threads} torch threads, device {args.device}")
-    print(f"same steps: final validation loss {lb_val:.6f} (lossbench) vs {bare_val:.6f} (bare)")
-    for clock, k in (("wall", 0), ("CPU", 1)):
-        ours = [[t[k] for t in rep] for rep in lb]
-        theirs = [[t[k] for t in rep] for rep in bare]
-        for name, reps in (("lossbench", ours), ("bare loop", theirs)):
-            pooled = [t for rep in reps for t in rep]
-            print(f"{clock:4} {name:10} median {statistics.median(pooled) * 1000:7.1f} ms/epoch "
-                  f"over {len(pooled)} epochs; per repetition "
-                  f"{[round(statistics.median(rep) * 1000, 1) for rep in reps]}")
-        ratio = (statistics.median(t for rep in ours for t in rep)
-                 / statistics.median(t for rep in theirs for t in rep))
-        paired = statistics.median(statistics.median(a) / statistics.median(b)
-                                   for a, b in zip(ours, theirs, strict=True))
-        print(f"{clock:4} ratio lossbench / bare = {ratio:.3f} (median epoch times); "
-              f"{paired:.3f} (median over the {args.reps} back-to-back pairs)")
+            ours, theirs = paired_epochs(cfg, task, Path(tmp) / f"run{rep}")
+            lb += ours
+            bare += theirs
+    print(f"config {args.config}, strategy {cfg.strategy}, {args.epochs} epochs x {args.reps} "
+          f"reps in lockstep, {args.threads} torch threads, device {args.device}; both loops "
+          f"reach the same final validation loss")
+    for name, times in (("lossbench", lb), ("bare loop", bare)):
+        print(f"{name:10} median {statistics.median(times) * 1000:7.1f} ms/epoch "
+              f"over {len(times)} epochs")
+    ratios = [a / b for a, b in zip(lb, bare, strict=True)]
+    quartiles = statistics.quantiles(ratios, n=4)
+    print(f"ratio lossbench / bare = {statistics.median(lb) / statistics.median(bare):.3f} "
+          f"(of the medians); per epoch: median {statistics.median(ratios):.3f}, "
+          f"quartiles {quartiles[0]:.3f}-{quartiles[2]:.3f}")
     if not args.skip_cli:
         one, two = time_cli(1, args.config, args.device), time_cli(2, args.config, args.device)
         print(f"lossbench run --strategy all --seeds 3: --jobs 1 {one:.1f} s, "
