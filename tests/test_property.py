@@ -116,6 +116,18 @@ def test_truncated_checkpoint_is_a_clear_error(runner, tiny, tmp_path):
     assert "checkpoint.pkl" in again.stderr and len(again.stderr.strip().splitlines()) == 1
 
 
+def test_foreign_pickle_as_checkpoint_is_a_clear_error(runner, tiny, tmp_path):
+    import pickle
+
+    runner.invoke(app, ["run", "--config", str(tiny), "--out", str(tmp_path)])
+    (folder,) = [p for p in tmp_path.glob("*/*") if p.is_dir()]
+    (folder / "summary.json").unlink()
+    (folder / "checkpoint.pkl").write_bytes(pickle.dumps({"epoch": 2, "model": {}}))
+    again = runner.invoke(app, ["run", "--config", str(tiny), "--out", str(tmp_path)])
+    assert again.exit_code == 2
+    assert "not a lossbench checkpoint" in again.stderr and "checkpoint.pkl" in again.stderr
+
+
 def test_corrupt_summary_is_rerun_and_corrupt_metrics_named_by_report(runner, tiny, tmp_path):
     runner.invoke(app, ["run", "--config", str(tiny), "--out", str(tmp_path)])
     (folder,) = [p for p in tmp_path.glob("*/*") if p.is_dir()]

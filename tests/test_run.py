@@ -205,3 +205,16 @@ def test_gru_model_runs_and_differs_from_sasrec(tiny, tmp_path):
         assert run.summary["status"] == "complete"
         assert json.loads((run.dir / "config.json").read_text())["model"] == run.cfg.model
     assert runs["gru"].summary["test_loss"] != runs["sasrec"].summary["test_loss"]
+
+
+def test_metrics_csv_follows_the_rows_it_is_given(tmp_path):
+    """The recorder renders each row once; what it writes must still be exactly the rows of
+    the latest call, also when a resumed run hands it fewer rows than before."""
+    from lossbench.recorder import RunRecorder, read_metrics
+
+    rows = [{c: float(i) + 0.125 for c in COLUMNS} | {"epoch": i} for i in range(1, 6)]
+    recorder = RunRecorder(tmp_path)
+    recorder.start({"seed": 0})
+    for n in (1, 2, 5, 2, 3):
+        recorder.epoch(rows[:n])
+        assert read_metrics(tmp_path / "metrics.csv") == rows[:n]
