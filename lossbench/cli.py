@@ -215,6 +215,9 @@ def run(
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
     name: Annotated[str | None, typer.Option(
         help="Experiment folder name under --out (default: derived from the settings).")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Explicitly resume (the default anyway: complete runs are skipped, "
+        "unfinished ones continue from their checkpoint).")] = False,
     set_: SetOpt = None,
 ) -> None:
     """Train and compare strategies on the same data, initial weights and batch order."""

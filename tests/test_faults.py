@@ -57,7 +57,8 @@ def test_killed_run_resumes_to_identical_metrics(runner, tiny, tmp_path):
     done_before = len(metrics_without_seconds(folder))
     assert 5 <= done_before < 150
     resumed = runner.invoke(app, ["run", "--config", str(tiny), "--strategy", "reweight-flood",
-                                  "--b", "3.3", *LONG, "--out", str(tmp_path / "killed")])
+                                  "--b", "3.3", *LONG, "--out", str(tmp_path / "killed"),
+                                  "--resume"])
     assert resumed.exit_code == 0, resumed.output
     straight = runner.invoke(app, ["run", "--config", str(tiny), "--strategy", "reweight-flood",
                                    "--b", "3.3", *LONG, "--out", str(tmp_path / "straight")])
