@@ -96,11 +96,6 @@ def csv_line(row: dict) -> str:
 CSV_HEADER = ",".join(COLUMNS) + "\n"
 
 
-def rows_to_csv(rows: list[dict]) -> str:
-    """metrics.csv text: the header COLUMNS, then one line per row."""
-    return CSV_HEADER + "".join(csv_line(row) for row in rows)
-
-
 def read_metrics(path: Path) -> list[dict[str, float]]:
     """Rows of a metrics.csv as floats (epoch as int); a DataError names a bad file."""
     try:
