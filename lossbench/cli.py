@@ -108,6 +108,11 @@ def fmt(value: Any, digits: int = 4) -> str:
     return "-" if value is None else str(value)
 
 
+def run_label(cfg) -> str:
+    """`strategy b=... seed=...`: how progress names a run."""
+    return f"{cfg.strategy} b={cfg.b:g} seed={cfg.seed}"
+
+
 class ProgressEvents:
     """Renders `experiment.Events` as two rich progress bars: runs, and epochs of the run."""
 
@@ -119,14 +124,12 @@ class ProgressEvents:
     def run_started(self, cfg, index: int, total: int) -> None:
         self.progress.start()  # only once there is work: errors before it print alone
         self.progress.update(self.runs, total=total)
-        label = f"{cfg.strategy} b={cfg.b:g} seed={cfg.seed}"
         self.progress.update(self.runs, description=f"run {index + 1}/{total}")
-        self.progress.reset(self.epochs, total=cfg.epochs, description=label)
+        self.progress.reset(self.epochs, total=cfg.epochs, description=run_label(cfg))
 
     def epoch_done(self, cfg, row: dict) -> None:
         self.progress.update(self.epochs, advance=1,
-                             description=f"{cfg.strategy} b={cfg.b:g} seed={cfg.seed} "
-                                         f"val_loss={row['val_loss']:.4f}")
+                             description=f"{run_label(cfg)} val_loss={row['val_loss']:.4f}")
 
     def run_finished(self, outcome) -> None:
         self.progress.advance(self.runs)
@@ -173,6 +176,15 @@ StrategyOpt = Annotated[list[str] | None, typer.Option(
     "--strategy", "-s", help="plain, reweight, flood, reweight-flood or all; repeatable.")]
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", "-c", help="TOML file of settings (see experiments/).")]
+SeedOpt = Annotated[int | None, typer.Option(min=0, help="First seed.")]
+TaskOpt = Annotated[str | None, typer.Option(help="synthetic (default) or movielens.")]
+DatasetOpt = Annotated[str | None, typer.Option(help="movielens: ml-100k or ml-1m.")]
+EpochsOpt = Annotated[int | None, typer.Option(help="Training epochs.")]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu or cuda.")]
+OutOpt = Annotated[Path, typer.Option(help="Results folder.")]
+ResumeOpt = Annotated[bool, typer.Option(
+    "--resume", help="Explicitly resume (the default anyway: complete runs are skipped, "
+    "unfinished ones continue from their checkpoint).")]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Override any setting: --set key=value (repeatable).")]
 
@@ -200,24 +212,22 @@ def run(
         "--detach-theta/--keep-theta-grad", help="Detach theta~ from the graph (CBiT) or "
         "keep its gradient (the seed's code, default).")] = None,
     seeds: Annotated[int, typer.Option(min=1, help="Number of seeds: seed, seed+1, ...")] = 1,
-    seed: Annotated[int | None, typer.Option(min=0, help="First seed.")] = None,
-    task: Annotated[str | None, typer.Option(help="synthetic (default) or movielens.")] = None,
-    dataset: Annotated[str | None, typer.Option(help="movielens: ml-100k or ml-1m.")] = None,
+    seed: SeedOpt = None,
+    task: TaskOpt = None,
+    dataset: DatasetOpt = None,
     model: Annotated[str | None, typer.Option(help="sasrec or gru.")] = None,
     aux: Annotated[str | None, typer.Option(help="supcon or none (L_aux = 0).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    epochs: EpochsOpt = None,
+    device: DeviceOpt = None,
     data_dir: DataDirOpt = None,
     min_rating: MinRatingOpt = None,
     k_core: KCoreOpt = None,
     jobs: JobsOpt = 1,
     threads: ThreadsOpt = None,
-    out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
+    out: OutOpt = Path("results"),
     name: Annotated[str | None, typer.Option(
         help="Experiment folder name under --out (default: derived from the settings).")] = None,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Explicitly resume (the default anyway: complete runs are skipped, "
-        "unfinished ones continue from their checkpoint).")] = False,
+    resume: ResumeOpt = False,
     set_: SetOpt = None,
 ) -> None:
     """Train and compare strategies on the same data, initial weights and batch order."""
@@ -274,19 +284,17 @@ def sweep_b(
     select: Annotated[str, typer.Option(
         help="Validation metric that picks b: val_loss, val_acc or val_ndcg10.")] = "val_loss",
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per b: seed, seed+1, ...")] = 3,
-    seed: Annotated[int | None, typer.Option(min=0, help="First seed.")] = None,
+    seed: SeedOpt = None,
     config: ConfigOpt = None,
-    task: Annotated[str | None, typer.Option(help="synthetic (default) or movielens.")] = None,
-    dataset: Annotated[str | None, typer.Option(help="movielens: ml-100k or ml-1m.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    task: TaskOpt = None,
+    dataset: DatasetOpt = None,
+    epochs: EpochsOpt = None,
+    device: DeviceOpt = None,
     data_dir: DataDirOpt = None,
     jobs: JobsOpt = 1,
     threads: ThreadsOpt = None,
-    out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Explicitly resume (the default anyway: complete runs are skipped).")
-    ] = False,
+    out: OutOpt = Path("results"),
+    resume: ResumeOpt = False,
     set_: SetOpt = None,
 ) -> None:
     """Sweep the flood level b: select it on validation, report test at the selected b."""
