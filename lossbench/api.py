@@ -38,21 +38,26 @@ def plan(strategy: str | list[str] | None = None, config: str | Path | None = No
 
 def run(strategy: str | list[str] | None = None, config: str | Path | None = None,
         seeds: int = 1, out: str | Path = "results", name: str | None = None,
-        events: Events | None = None, jobs: int = 1, threads: int | None = None,
-        **settings: Any) -> Comparison:
+        events: Events | None = None, jobs: int | str = 1, threads: int | None = None,
+        restart: bool = False, **settings: Any) -> Comparison:
     """`lossbench run`: every strategy on seeds seed .. seed + seeds - 1, paired; `jobs`
-    worker processes."""
+    worker processes (an int or "auto"), `threads` torch threads per run (default 1), and
+    with `restart` unfinished runs start afresh instead of from their checkpoint.
+
+    The CLI's default is `--jobs auto`; here it is 1, because worker processes are spawned
+    and a script that starts them must guard its top level with `if __name__ ==
+    "__main__":`. Results are the same either way (one torch thread per run)."""
     base = base_config(config, **settings)
     return run_comparison(base, as_list(strategy, base), [base.seed + i for i in range(seeds)],
                           out=out, name=name, events=events, jobs=jobs,
-                          threads=threads)
+                          threads=threads, restart=restart)
 
 
 def sweep_b(strategy: str = "flood", b_grid: str | list[float] | None = None,
             b_range: str | None = None, select: str = "val_loss", seeds: int = 3,
             config: str | Path | None = None, out: str | Path = "results",
-            events: Events | None = None, on_grid=None, jobs: int = 1,
-            threads: int | None = None, **settings: Any) -> dict:
+            events: Events | None = None, on_grid=None, jobs: int | str = 1,
+            threads: int | None = None, restart: bool = False, **settings: Any) -> dict:
     """`lossbench sweep-b`: returns the content of sweep.json plus its folder under "dir".
     `b_grid` is a list of floats or the CLI's comma-separated string."""
     from lossbench.sweep import parse_grid
@@ -64,7 +69,7 @@ def sweep_b(strategy: str = "flood", b_grid: str | list[float] | None = None,
     base = base_config(config, **settings)
     return run_sweep(base, strategy=strategy, grid=grid, select=select, out=out,
                      seeds=[base.seed + i for i in range(seeds)], events=events,
-                     on_grid=on_grid, jobs=jobs, threads=threads)
+                     on_grid=on_grid, jobs=jobs, threads=threads, restart=restart)
 
 
 def report(results_dir: str | Path, window: int = 5, rise: float = 1.03,

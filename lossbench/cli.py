@@ -29,7 +29,7 @@ from rich.progress import (
 from rich.table import Table
 from typer.core import TyperGroup
 
-from lossbench.errors import LossbenchError, Terminated, raise_terminated
+from lossbench.errors import ConfigError, LossbenchError, Terminated, raise_terminated
 
 # Typer vendors click in recent releases (typer._click) and depends on click in older ones.
 _click = getattr(typer.core, "_click", None) or __import__("click")
@@ -167,11 +167,13 @@ MinRatingOpt = Annotated[int | None, typer.Option(
     help="movielens: keep ratings >= this (0 = all, RecBole's default).")]
 KCoreOpt = Annotated[int | None, typer.Option(
     help="movielens: keep users and items with >= k interactions (0 = off).")]
-JobsOpt = Annotated[int, typer.Option(
-    min=1, help="Worker processes for independent runs (each gets cores / jobs threads).")]
+JobsOpt = Annotated[str, typer.Option(
+    envvar="LOSSBENCH_JOBS", show_envvar=True,
+    help="Worker processes for independent runs: a number, or auto (CPU: one per core, at "
+    "most one per run; CUDA: one per GPU).")]
 ThreadsOpt = Annotated[int | None, typer.Option(
-    min=1, help="torch threads per run (default: cores / jobs). CPU results are "
-    "bit-identical between runs with the same thread count.")]
+    min=1, help="torch threads per run (default 1, so CPU results do not depend on the "
+    "machine's core count; more threads give other last digits).")]
 StrategyOpt = Annotated[list[str] | None, typer.Option(
     "--strategy", "-s", help="plain, reweight, flood, reweight-flood or all; repeatable.")]
 ConfigOpt = Annotated[Path | None, typer.Option(
@@ -183,8 +185,9 @@ EpochsOpt = Annotated[int | None, typer.Option(help="Training epochs.")]
 DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu or cuda.")]
 OutOpt = Annotated[Path, typer.Option(help="Results folder.")]
 ResumeOpt = Annotated[bool, typer.Option(
-    "--resume", help="Explicitly resume (the default anyway: complete runs are skipped, "
-    "unfinished ones continue from their checkpoint).")]
+    "--resume/--restart", help="Unfinished runs (killed or interrupted) continue from their "
+    "checkpoint (--resume, the default) or start afresh (--restart). Complete runs are "
+    "skipped either way; delete a run folder to redo it.")]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Override any setting: --set key=value (repeatable).")]
 
@@ -222,12 +225,12 @@ def run(
     data_dir: DataDirOpt = None,
     min_rating: MinRatingOpt = None,
     k_core: KCoreOpt = None,
-    jobs: JobsOpt = 1,
+    jobs: JobsOpt = "auto",
     threads: ThreadsOpt = None,
     out: OutOpt = Path("results"),
     name: Annotated[str | None, typer.Option(
         help="Experiment folder name under --out (default: derived from the settings).")] = None,
-    resume: ResumeOpt = False,
+    resume: ResumeOpt = True,
     set_: SetOpt = None,
 ) -> None:
     """Train and compare strategies on the same data, initial weights and batch order."""
@@ -249,15 +252,26 @@ def run(
         try:
             comparison = api.run(strategy=strategy, config=config, seeds=seeds, out=out,
                                  name=name, events=ProgressEvents(progress, n_runs),
-                                 jobs=jobs, threads=threads, **overrides)
+                                 jobs=jobs, threads=threads, restart=not resume, **overrides)
         finally:
             progress.stop()
         console.print(runs_table(comparison))
+        print_flood_advice(comparison)
         if len(comparison.runs) > 1:
             print_group_tables(comparison.dir)
         console.print(f"results: {comparison.dir}")
         console.print(f"next: lossbench report {comparison.dir}  |  "
                       f"lossbench plot {comparison.dir}")
+
+
+def print_flood_advice(comparison) -> None:
+    """report.flood_notes for the runs of this command: a plain line for each flooded group
+    whose flooding never acted, or acted from the first step."""
+    from lossbench import report
+
+    done = [r for r in (report.load_run(o.dir) for o in comparison.runs) if r.summary]
+    for line in report.flood_notes(done, report.varying_settings(done)) if done else []:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def print_group_tables(results_dir: Path) -> None:
@@ -291,10 +305,10 @@ def sweep_b(
     epochs: EpochsOpt = None,
     device: DeviceOpt = None,
     data_dir: DataDirOpt = None,
-    jobs: JobsOpt = 1,
+    jobs: JobsOpt = "auto",
     threads: ThreadsOpt = None,
     out: OutOpt = Path("results"),
-    resume: ResumeOpt = False,
+    resume: ResumeOpt = True,
     set_: SetOpt = None,
 ) -> None:
     """Sweep the flood level b: select it on validation, report test at the selected b."""
@@ -304,7 +318,9 @@ def sweep_b(
         overrides = collect_overrides({"epochs": epochs, "device": device, "seed": seed,
                                        "task": task, "dataset": dataset,
                                        "data_dir": data_dir}, set_)
-        overrides.pop("strategy", None)  # the sweep's strategy is --strategy
+        if "strategy" in overrides:
+            raise ConfigError("sweep-b takes its strategy from --strategy, not --set strategy="
+                              f"{overrides['strategy']}")
         ensure_data(api.base_config(config, **overrides))
         progress = make_progress()
 
@@ -318,7 +334,8 @@ def sweep_b(
             result = api.sweep_b(strategy=strategy, b_grid=b_grid, b_range=b_range,
                                  select=select, seeds=seeds, config=config, out=out,
                                  events=ProgressEvents(progress, seeds), on_grid=show_grid,
-                                 jobs=jobs, threads=threads, **overrides)
+                                 jobs=jobs, threads=threads, restart=not resume,
+                                 **overrides)
         finally:
             progress.stop()
         console.print(sweep_table(result))
@@ -345,13 +362,30 @@ def sweep_table(result: dict) -> Table:
     return table
 
 
-ResultsArg = Annotated[Path, typer.Argument(
-    help="A results folder: one run, an experiment (run --strategy all) or a sweep.")]
+ResultsArg = Annotated[Path | None, typer.Argument(
+    help="A results folder: one run, an experiment (run --strategy all) or a sweep. "
+    "Default: the most recently written folder under --out.", show_default=False)]
+ReadOutOpt = Annotated[Path, typer.Option(
+    help="Where to look for the most recent results folder when none is given.")]
+
+
+def chosen_folder(results_dir: Path | None, out: Path) -> Path:
+    """RESULTS_DIR as given, else the most recently written results folder under `out`,
+    announced (so the user knows which one was read)."""
+    from lossbench import report
+
+    if results_dir is not None:
+        return results_dir
+    folder = report.latest_results(out)
+    console.print(f"using the most recent results folder: {folder}", markup=False,
+                  highlight=False)
+    return folder
 
 
 @app.command("report")
 def report_command(
-    results_dir: ResultsArg,
+    results_dir: ResultsArg = None,
+    out: ReadOutOpt = Path("results"),
     window: Annotated[int, typer.Option(help="Moving-average window for double descent.")] = 5,
     rise: Annotated[float, typer.Option(help="Peak must be >= rise x first minimum.")] = 1.03,
     recover: Annotated[float, typer.Option(
@@ -361,7 +395,8 @@ def report_command(
     from lossbench import api, report
 
     with guard():
-        summary, paths = api.report(results_dir, window=window, rise=rise, recover=recover)
+        summary, paths = api.report(chosen_folder(results_dir, out), window=window, rise=rise,
+                                    recover=recover)
         for table in report.render_tables(summary):
             console.print(table)
         for path in paths:
@@ -370,7 +405,8 @@ def report_command(
 
 @app.command("plot")
 def plot_command(
-    results_dir: ResultsArg,
+    results_dir: ResultsArg = None,
+    out: ReadOutOpt = Path("results"),
     format_: Annotated[str, typer.Option("--format", help="png, svg or pdf.")] = "png",
     log_loss: Annotated[bool, typer.Option("--log-loss", help="Log scale for losses.")] = False,
 ) -> None:
@@ -378,7 +414,7 @@ def plot_command(
     from lossbench import api
 
     with guard():
-        for path in api.plot(results_dir, fmt=format_, log_loss=log_loss):
+        for path in api.plot(chosen_folder(results_dir, out), fmt=format_, log_loss=log_loss):
             console.print(str(path))
 
 

@@ -147,16 +147,18 @@ def run_record(cfg: RunConfig, task: Task) -> dict:
 
 def run_comparison(base: RunConfig, strategies: list[str], seeds: list[int],
                    out: str | Path = "results", name: str | None = None,
-                   events: Events | None = None, jobs: int = 1,
-                   threads: int | None = None) -> Comparison:
-    """Run every (seed, strategy) pair, skipping runs already complete on disk."""
+                   events: Events | None = None, jobs: int | str = 1,
+                   threads: int | None = None, restart: bool = False) -> Comparison:
+    """Run every (seed, strategy) pair, skipping runs already complete on disk. Unfinished
+    runs continue from their checkpoint, or start afresh with `restart`."""
     events = events or Events()
     runs = plan_runs(base, strategies, seeds)
     resolve_device(base.device)
+    resolve_jobs(jobs, len(runs), base.device)  # a bad --jobs fails before anything is written
     comparison = Comparison(Path(out) / (name or experiment_name(base)))
     created = make_folder(comparison.dir)
     try:
-        run_all(runs, comparison, events, jobs=jobs, threads=threads)
+        run_all(runs, comparison, events, jobs=jobs, threads=threads, restart=restart)
     except LossbenchError:
         remove_empty(created)
         raise
@@ -193,8 +195,10 @@ def run_lock(run_dir: Path, wait: bool) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def run_one(cfg: RunConfig, parent: Path, events: Events, wait: bool) -> RunOutcome | None:
+def run_one(cfg: RunConfig, parent: Path, events: Events, wait: bool,
+            restart: bool = False) -> RunOutcome | None:
     """Run `cfg` in its folder under `parent`, or read it back when it is already complete.
+    An unfinished run continues from its checkpoint, or starts afresh with `restart`.
     None when another lossbench process is working on it and `wait` is False."""
     task = cached_task(cfg)
     record = run_record(cfg, task)
@@ -205,32 +209,64 @@ def run_one(cfg: RunConfig, parent: Path, events: Events, wait: bool) -> RunOutc
         if is_complete(run_dir, record):
             return RunOutcome(cfg, run_dir, read_json(run_dir / "summary.json"),
                               read_metrics(run_dir / "metrics.csv"), skipped=True)
+        if restart:
+            (run_dir / "checkpoint.pkl").unlink(missing_ok=True)
         return RunOutcome(cfg, run_dir, *execute_run(cfg, task, run_dir, record, events))
 
 
+DEFAULT_THREADS = 1
+"""torch threads per run unless --threads says otherwise. One thread per run makes CPU
+results independent of the machine: reductions split their work by thread count, so the same
+command and seeds give the same metrics.csv on a 2-core laptop and a 64-core server (CPUs
+with other instruction sets, e.g. AVX-512 against AVX2, may still differ in the last digits).
+The cores are used by running runs in parallel instead (`resolve_jobs`)."""
+
+
+def resolve_jobs(jobs: int | str, n_runs: int, device: str = "cpu") -> int:
+    """Worker processes for `n_runs` runs. `auto`: on the CPU one per core, at most one per
+    run; with CUDA one per GPU (each worker owns a device). An int is taken as given (CUDA
+    still caps it at the number of GPUs, in `run_parallel`). Anything else is a ConfigError."""
+    if isinstance(jobs, str):
+        if jobs.strip().lower() != "auto":
+            try:
+                jobs = int(jobs)
+            except ValueError:
+                raise ConfigError(f"--jobs must be a positive integer or 'auto', got '{jobs}'"
+                                  ) from None
+        elif resolve_device(device).type == "cuda":
+            return max(1, min(torch.cuda.device_count(), n_runs))
+        else:
+            return max(1, min(os.cpu_count() or 1, n_runs))
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    return jobs
+
+
 def thread_share(jobs: int, threads: int | None = None) -> int:
-    """torch threads per run: `threads` if given, else cpu_count // jobs (at least 1).
-    On the CPU, results are bit-identical between sequential and parallel execution when
-    the thread count is the same (reductions are split by thread count)."""
-    return threads or max(1, (os.cpu_count() or 1) // jobs)
+    """torch threads per run: `threads` if given, else DEFAULT_THREADS (1), whatever `jobs`
+    is. CPU results are bit-identical between any two executions with the same thread count,
+    sequential or parallel."""
+    return threads or DEFAULT_THREADS
 
 
 def run_all(runs: list[RunConfig], comparison: Comparison, events: Events, *,
-            offset: int = 0, total: int | None = None, jobs: int = 1,
-            threads: int | None = None) -> None:
+            offset: int = 0, total: int | None = None, jobs: int | str = 1,
+            threads: int | None = None, restart: bool = False) -> None:
     """Run (or skip, when complete on disk) each run, appending to `comparison.runs` in plan
     order. `offset`/`total` number the runs for progress when one comparison is run in
-    several batches (a sweep). With `jobs` > 1 the runs go to that many worker processes.
-    Each run uses `thread_share(jobs, threads)` torch threads."""
+    several batches (a sweep). With `jobs` > 1 (after `resolve_jobs`) the runs go to that
+    many worker processes. Each run uses `thread_share(jobs, threads)` torch threads."""
     total = len(runs) + offset if total is None else total
+    jobs = resolve_jobs(jobs, len(runs), runs[0].device) if runs else 1
     if jobs > 1 and len(runs) > 1:
-        run_parallel(runs, comparison, events, offset, total, jobs, thread_share(jobs, threads))
+        run_parallel(runs, comparison, events, offset, total, jobs, thread_share(jobs, threads),
+                     restart)
         return
     torch.set_num_threads(thread_share(1, threads))
     busy = []
     for index, cfg in enumerate(runs, start=offset):
         events.run_started(cfg, index, total)
-        outcome = run_one(cfg, comparison.dir, events, wait=False)
+        outcome = run_one(cfg, comparison.dir, events, wait=False, restart=restart)
         if outcome is None:  # another process runs it: come back when the rest is done
             busy.append((index, cfg))
             continue
@@ -238,7 +274,7 @@ def run_all(runs: list[RunConfig], comparison: Comparison, events: Events, *,
         events.run_finished(outcome)
     for index, cfg in busy:
         events.run_started(cfg, index, total)
-        outcome = run_one(cfg, comparison.dir, events, wait=True)
+        outcome = run_one(cfg, comparison.dir, events, wait=True, restart=restart)
         comparison.runs.append(outcome)
         events.run_finished(outcome)
     order = {id(cfg): i for i, cfg in enumerate(runs)}
@@ -259,7 +295,7 @@ def worker_init(threads: int, counter) -> None:
 
 
 def run_parallel(runs: list[RunConfig], comparison: Comparison, events: Events, offset: int,
-                 total: int, jobs: int, threads: int) -> None:
+                 total: int, jobs: int, threads: int, restart: bool = False) -> None:
     """`run_one` for every run in `jobs` spawned worker processes with `threads` torch
     threads each. Every run's randomness comes from its own seeds, so the results equal a
     sequential execution with the same thread count. Progress is reported per finished run."""
@@ -270,7 +306,7 @@ def run_parallel(runs: list[RunConfig], comparison: Comparison, events: Events, 
                                initargs=(threads, context.Value("i", 0)))
     outcomes: dict[int, RunOutcome] = {}
     try:
-        futures = {pool.submit(run_one, cfg, comparison.dir, Events(), True): i
+        futures = {pool.submit(run_one, cfg, comparison.dir, Events(), True, restart): i
                    for i, cfg in enumerate(runs)}
         events.run_started(runs[0], offset, total)
         for future in as_completed(futures):

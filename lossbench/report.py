@@ -96,6 +96,23 @@ def load_runs(results_dir: str | Path) -> list[Run]:
     return runs
 
 
+def latest_results(out: str | Path = "results") -> Path:
+    """The results folder under `out` (a direct child: an experiment or sweep folder) whose
+    run files were written last. DataError when `out` holds none."""
+    out = Path(out)
+    newest: dict[Path, float] = {}
+    if out.is_dir():
+        for child in out.iterdir():
+            if child.is_dir():
+                times = [p.stat().st_mtime for name in RUN_FILES for p in child.rglob(name)]
+                if times:
+                    newest[child] = max(times)
+    if not newest:
+        raise DataError(f"no results folder under {out}: give one (lossbench report FOLDER) "
+                        "or make one with lossbench run")
+    return max(newest, key=lambda p: (newest[p], p.name))
+
+
 def load_sweep(results_dir: str | Path) -> dict | None:
     """`results_dir/sweep.json` (written by `lossbench sweep-b`), or None when absent."""
     path = Path(results_dir) / "sweep.json"
@@ -170,10 +187,7 @@ def summarize(runs: list[Run], window: int = 5, rise: float = 1.03, recover: flo
         notes.append(f"{len(incomplete)} incomplete run folder(s) skipped; see 'incomplete'")
     dd = [describe_descent(r, varying, window, rise, recover) for r in done
           if r.config["b"] > 0 and not r.diverged]
-    for label in dict.fromkeys(d["label"] for d in dd):
-        if all(d["frac_below_b"] == 0 for d in dd if d["label"] == label):
-            notes.append(f"{label}: the training loss never went below b, so flooding never "
-                         "acted (these runs train exactly like b = 0)")
+    notes += flood_notes(done, varying)
     short = [d["run"] for d in dd if d["epochs"] < window + 2]
     if short:
         notes.append(f"{len(short)} flood run(s) have fewer than window + 2 = {window + 2} "
@@ -253,6 +267,69 @@ def compare_groups(groups: list[dict], varying: list[str], confidence: float,
             for e, p in zip(paired, adjusted, strict=True):
                 e["metrics"][m][f"{key}_holm"] = float(p)
     return paired
+
+
+def train_loss_at_best(rows: list[dict], best_epoch: int | None) -> float:
+    """`train_loss` (the total before flooding) at the best validation epoch; nan without
+    one."""
+    if not best_epoch or best_epoch > len(rows):
+        return math.nan
+    return float(rows[best_epoch - 1]["train_loss"])
+
+
+def never_flooded(curves: list[list[dict]]) -> bool:
+    """True when no step of any epoch of any curve was below b (flood_frac 0 throughout)."""
+    return all(row["flood_frac"] == 0 for rows in curves for row in rows)
+
+
+def flood_advice(label: str, b: float, curves: list[list[dict]], reference: float,
+                 baseline: str) -> str | None:
+    """One plain line when flooding at `b` did nothing useful on every seed, else None.
+
+    `curves`: the metrics.csv rows of each seed's run. Flooding never acted when flood_frac
+    is 0 at every epoch (the run then equals its no-flood `baseline`, number for number);
+    it acted from the start when every step of the first epoch was below b (the objective
+    was |L - b| + b = 2b - L: gradient ascent from the first step). `reference` is the
+    baseline's training loss at its best validation epoch (mean over seeds; nan when
+    unknown); the hint suggests 0.9 x that, the rule of thumb of Ishida et al. and the
+    seed (b a little below the training loss you want to stop at)."""
+    if b <= 0 or not curves or not all(curves):
+        return None
+    hint = (f"Try b near 0.9 × {baseline}'s training loss at its best epoch "
+            f"(≈ {0.9 * reference:.3g} here) or run lossbench sweep-b."
+            if math.isfinite(reference) else "Run lossbench sweep-b to choose b.")
+    if never_flooded(curves):
+        lowest = min(row["train_loss"] for rows in curves for row in rows)
+        return (f"{label} never acted: the training loss stayed above b (lowest "
+                f"{lowest:.3g}); this run equals {baseline}. {hint}")
+    if all(rows[0]["flood_frac"] == 1.0 for rows in curves):
+        first = max(rows[0]["train_loss"] for rows in curves)
+        return (f"{label} acted from the first epoch: the training loss ({first:.3g} in "
+                f"epoch 1) was below b at every step, so training climbed the loss "
+                f"(gradient ascent) from the start. {hint}")
+    return None
+
+
+def flood_notes(done: list[Run], varying: list[str]) -> list[str]:
+    """flood_advice for every flooded group of complete (non-diverged) runs. The reference
+    training loss is the no-flood baseline's when the folder has it, else (for a group that
+    never flooded, which equals its baseline) the group's own."""
+    notes = []
+    flooded = [r for r in done if r.config["b"] > 0 and not r.diverged]
+    for label in dict.fromkeys(group_label(r.config, varying) for r in flooded):
+        group = [r for r in flooded if group_label(r.config, varying) == label]
+        baseline = NO_FLOOD.get(group[0].config["strategy"], "plain")
+        same = [r for r in done if r.config["strategy"] == baseline and r.config["b"] == 0
+                and not r.diverged]
+        if not same and never_flooded([r.rows for r in group]):
+            same = group  # it trained exactly like its baseline
+        levels = [train_loss_at_best(r.rows, r.summary.get("best_epoch")) for r in same]
+        reference = float(np.nanmean(levels)) if np.isfinite(levels).any() else math.nan
+        advice = flood_advice(label, group[0].config["b"], [r.rows for r in group],
+                              reference, baseline)
+        if advice:
+            notes.append(advice)
+    return notes
 
 
 def describe_descent(run: Run, varying: list[str], window: int, rise: float,

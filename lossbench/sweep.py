@@ -139,8 +139,8 @@ def stats_by_b(runs: list[RunOutcome], select: str) -> dict[float, dict]:
 
 def sweep_b(base: RunConfig, *, strategy: str = "flood", grid: list[float] | None = None,
             seeds: list[int], select: str = "val_loss", out: str | Path = "results",
-            events: Events | None = None, on_grid=None, jobs: int = 1,
-            threads: int | None = None) -> dict:
+            events: Events | None = None, on_grid=None, jobs: int | str = 1,
+            threads: int | None = None, restart: bool = False) -> dict:
     """Run the sweep (see the module docstring) and return the content of sweep.json."""
     if strategy not in BASELINE_OF:
         raise ConfigError(f"sweep-b floods: --strategy must be flood or reweight-flood, "
@@ -156,7 +156,8 @@ def sweep_b(base: RunConfig, *, strategy: str = "flood", grid: list[float] | Non
     events = events or Events()
     try:
         planned = None if grid is None else len(seeds) * (1 + len([b for b in grid if b > 0]))
-        run_all(baseline_cfgs, folder, events, jobs=jobs, threads=threads, total=planned)
+        run_all(baseline_cfgs, folder, events, jobs=jobs, threads=threads, total=planned,
+                restart=restart)
         level = None
         if grid is None:
             grid, level = default_grid(folder.runs)
@@ -165,7 +166,7 @@ def sweep_b(base: RunConfig, *, strategy: str = "flood", grid: list[float] | Non
         flood_cfgs = [validate(dataclasses.replace(base, strategy=strategy, b=b, seed=s))
                       for b in grid if b > 0 for s in seeds]
         run_all(flood_cfgs, folder, events, offset=len(baseline_cfgs), jobs=jobs,
-                threads=threads,
+                threads=threads, restart=restart,
                 total=len(baseline_cfgs) + len(flood_cfgs))
     except ConfigError:
         remove_empty(created)

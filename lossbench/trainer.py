@@ -185,6 +185,18 @@ def load_checkpoint(path: Path, model, optimizer, strategy) -> tuple[int, list[d
                         "delete it to start the run again") from None
 
 
+def flooding_summary(b: float | None, rows: list[dict]) -> dict:
+    """summary.json's account of flooding: `flood_acted` (some step's total was below b),
+    `flood_from_start` (every step of the first epoch was below b: gradient ascent from the
+    start) and the lowest epoch-mean training loss. Both flags are None when the run does
+    not flood (no flood level, or b = 0, where |L - 0| + 0 = L)."""
+    if not b or not rows:
+        return {"flood_acted": None, "flood_from_start": None}
+    return {"flood_acted": any(row["flood_frac"] > 0 for row in rows),
+            "flood_from_start": rows[0]["flood_frac"] == 1.0,
+            "lowest_train_loss": min(row["train_loss"] for row in rows)}
+
+
 def train(cfg: RunConfig, task: Task, on_epoch: EpochCallback | None = None,
           checkpoint: Path | None = None) -> RunResult:
     """Train one run and evaluate it; see the module docstring. With `checkpoint`, a
@@ -229,7 +241,8 @@ def train(cfg: RunConfig, task: Task, on_epoch: EpochCallback | None = None,
         if on_epoch is not None:
             on_epoch(result.rows)
     summary: dict = {"status": status, "diverged_at": diverged_at, "best_by": cfg.best_by,
-                     "best_epoch": best.epoch, "epochs_run": len(result.rows)}
+                     "best_epoch": best.epoch, "epochs_run": len(result.rows),
+                     **flooding_summary(strategy.flood_level, result.rows)}
     if best.state is not None:
         model.load_state_dict(best.state)
         test = evaluate(model, task.test, batch_size=cfg.eval_batch_size, device=device,

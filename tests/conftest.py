@@ -24,6 +24,13 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _sequential_by_default(monkeypatch):
+    """CLI runs in tests are sequential unless a test passes --jobs: spawning worker
+    processes costs seconds per command, more than the tiny runs themselves."""
+    monkeypatch.setenv("LOSSBENCH_JOBS", "1")
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
@@ -32,3 +39,14 @@ def runner() -> CliRunner:
 @pytest.fixture
 def tiny() -> Path:
     return TINY
+
+
+@pytest.fixture(scope="session")
+def tiny_experiment(tmp_path_factory) -> Path:
+    """One comparison shared by the report and plot tests (read-only: copy it to change it):
+    tests/tiny.toml, the four strategies, seeds 0-2, b = 4 (below tiny's training loss:
+    flooding never acts, so flood equals plain and reweight-flood equals reweight)."""
+    from lossbench import api
+
+    out = tmp_path_factory.mktemp("shared-results")
+    return api.run(strategy=["all"], config=TINY, seeds=3, out=out, b=4.0).dir

@@ -1,5 +1,5 @@
 """plot.py: the figure objects hold the expected curves, and files come out as valid
-PNG / SVG / PDF. Real run folders from tests/tiny.toml (4 strategies x 2 seeds)."""
+PNG / SVG / PDF. Real run folders from tests/tiny.toml (4 strategies x 3 seeds, shared with test_report)."""
 
 from __future__ import annotations
 
@@ -21,11 +21,9 @@ SWEEP = {"select": "val_loss", "selected_b": 0.2, "grid": [0.0, 0.1, 0.2],
                    "0.2": {"val": {"mean": 3.2, "lo": None, "hi": None}, "test": {}}}}
 
 
-@pytest.fixture(scope="module")
-def experiment(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("results")
-    return api.run(strategy=["all"], config=Path(__file__).with_name("tiny.toml"), seeds=2,
-                   out=out, b=4.0).dir
+@pytest.fixture(scope="session")
+def experiment(tiny_experiment) -> Path:
+    return tiny_experiment
 
 
 @pytest.fixture(scope="module")

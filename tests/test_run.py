@@ -13,7 +13,6 @@ from lossbench import api
 from lossbench.cli import app
 from lossbench.config import load_config
 from lossbench.recorder import COLUMNS
-from lossbench.seeds import epoch_generator, run_seeds
 from lossbench.tasks import build_task
 from lossbench.trainer import init_model
 
@@ -102,13 +101,33 @@ def test_paired_runs_share_data_initial_weights_and_batch_order(tiny):
     weights_a = init_model(task_a, cfg_plain, torch.device("cpu")).state_dict()
     weights_b = init_model(task_b, cfg_flood, torch.device("cpu")).state_dict()
     assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
-    batch = run_seeds(3).batch
-    for epoch in (1, 2):
-        order_a = torch.randperm(64, generator=epoch_generator(batch, epoch))
-        order_b = torch.randperm(64, generator=epoch_generator(batch, epoch))
-        assert torch.equal(order_a, order_b)
     other_seed = build_task(load_config(tiny, {"seed": 4}))
     assert not torch.equal(task_a.train.targets, other_seed.train.targets)
+
+
+def test_paired_runs_train_on_the_same_batches(tiny, tmp_path, monkeypatch):
+    """Spy on what the trainer feeds the model: every strategy of a seed must see the same
+    batches, in the same order, with the same augmentations; another seed other batches."""
+    import lossbench.trainer as trainer
+
+    seen: dict[tuple, list] = {}
+    real = trainer.compute_losses
+
+    def spy(model, inputs, targets, cfg, epoch, generator):
+        state = generator.get_state().clone()  # the augmentation draw comes next
+        seen.setdefault((cfg.strategy, cfg.seed), []).append((inputs.clone(), state))
+        return real(model, inputs, targets, cfg, epoch, generator)
+
+    monkeypatch.setattr(trainer, "compute_losses", spy)
+    api.run(strategy=["plain", "flood", "reweight"], config=tiny, b=3.0, seeds=2,
+            out=tmp_path)
+    plain, flood, reweight = (seen[s, 0] for s in ("plain", "flood", "reweight"))
+    assert len(plain) == 3 * 2  # 3 epochs x 2 batches of tiny.toml
+    for a, b, c in zip(plain, flood, reweight, strict=True):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[0], c[0])
+        assert torch.equal(a[1], b[1]) and torch.equal(a[1], c[1])
+    assert not torch.equal(plain[0][0], seen["plain", 1][0][0])
+    assert not torch.equal(plain[0][0], plain[2][0])  # a new order every epoch
 
 
 def test_flood_with_b_zero_reproduces_plain_exactly(tiny, tmp_path):
@@ -218,3 +237,113 @@ def test_metrics_csv_follows_the_rows_it_is_given(tmp_path):
     for n in (1, 2, 5, 2, 3):
         recorder.epoch(rows[:n])
         assert read_metrics(tmp_path / "metrics.csv") == rows[:n]
+
+
+def test_flood_that_never_acts_says_so_in_one_line(runner, tiny, tmp_path):
+    result = runner.invoke(app, ["run", "--config", str(tiny), "--strategy", "flood",
+                                 "--b", "0.1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (folder,) = run_folders(tmp_path)
+    rows = read_csv(folder / "metrics.csv")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["flood_acted"] is False and summary["flood_from_start"] is False
+    lowest = min(float(r["train_loss"]) for r in rows)
+    assert summary["lowest_train_loss"] == lowest
+    at_best = float(rows[summary["best_epoch"] - 1]["train_loss"])
+    line = next(x for x in result.stdout.splitlines() if "never acted" in x)
+    assert line.startswith(f"flood b=0.1 never acted: the training loss stayed above b "
+                           f"(lowest {lowest:.3g}); this run equals plain.")
+    assert f"(≈ {0.9 * at_best:.3g} here) or run lossbench sweep-b" in line
+
+
+def test_flood_above_the_loss_from_the_start_says_so(runner, tiny, tmp_path):
+    result = runner.invoke(app, ["run", "--config", str(tiny), "-s", "plain", "-s", "flood",
+                                 "--b", "50", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(next(tmp_path.glob("*/*__flood__*/summary.json")).read_text())
+    assert summary["flood_acted"] is True and summary["flood_from_start"] is True
+    (line,) = [x for x in result.stdout.splitlines() if "acted from the first epoch" in x]
+    assert line.startswith("flood b=50 acted from the first epoch")
+    plain = json.loads(next(tmp_path.glob("*/*__plain__*/summary.json")).read_text())
+    rows = read_csv(next(tmp_path.glob("*/*__plain__*/metrics.csv")))
+    level = float(rows[plain["best_epoch"] - 1]["train_loss"])
+    assert f"(≈ {0.9 * level:.3g} here)" in line
+    assert plain["flood_acted"] is None  # plain does not flood
+
+
+def test_flood_that_acts_normally_prints_no_advice(runner, tiny, tmp_path):
+    first = runner.invoke(app, ["run", "--config", str(tiny), "--out", str(tmp_path)])
+    rows = read_csv(run_folders(tmp_path)[0] / "metrics.csv")
+    b = (float(rows[0]["train_loss"]) + float(rows[-1]["train_loss"])) / 2  # crossed mid-run
+    result = runner.invoke(app, ["run", "--config", str(tiny), "--strategy", "flood", "--b",
+                                 f"{b:.4f}", "--out", str(tmp_path)])
+    assert first.exit_code == 0 and result.exit_code == 0, result.output
+    assert "never acted" not in result.stdout and "first epoch" not in result.stdout
+
+
+def test_one_torch_thread_per_run_whatever_the_core_count(tiny, tmp_path, monkeypatch):
+    """CPU results must not depend on the machine: the default is one thread per run, so
+    the numbers are the same on 2 and on 64 cores."""
+    import lossbench.experiment as experiment
+
+    threads = []
+
+    class Spy(experiment.Events):
+        def epoch_done(self, cfg, row):
+            threads.append(torch.get_num_threads())
+
+    monkeypatch.setattr(experiment.os, "cpu_count", lambda: 64)
+    assert experiment.resolve_jobs("auto", 3) == 3 and experiment.resolve_jobs("auto", 200) == 64
+    api.run(config=tiny, out=tmp_path, events=Spy())
+    assert threads == [1, 1, 1]
+
+
+def test_restart_starts_an_unfinished_run_afresh(tiny, tmp_path):
+    import lossbench.experiment as experiment
+
+    class StopAfterTwo(experiment.Events):
+        def __init__(self):
+            self.epochs = []
+
+        def epoch_done(self, cfg, row):
+            self.epochs.append(row["epoch"])
+            if row["epoch"] == 2 and len(self.epochs) == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        api.run(config=tiny, out=tmp_path, events=StopAfterTwo())
+    (folder,) = run_folders(tmp_path)
+    assert (folder / "checkpoint.pkl").exists()
+    resumed = StopAfterTwo()
+    resumed.epochs = [0, 0]  # do not stop again
+    api.run(config=tiny, out=tmp_path, events=resumed)
+    assert resumed.epochs[2:] == [2, 3]  # the restored epoch 2, then epoch 3
+    (folder / "summary.json").unlink()  # make it unfinished again, with a checkpoint
+    (folder / "checkpoint.pkl").write_bytes(b"not a checkpoint")
+    fresh = StopAfterTwo()
+    fresh.epochs = [0, 0]
+    api.run(config=tiny, out=tmp_path, events=fresh, restart=True)
+    assert fresh.epochs[2:] == [1, 2, 3]
+
+
+def test_every_imported_package_is_declared():
+    """pyproject.toml declares every third-party package that lossbench imports."""
+    import ast
+    import sys
+    import tomllib
+
+    root = Path(__file__).parents[1]
+    declared = {dep.split(">")[0].split("=")[0].split("[")[0].strip().lower()
+                for dep in tomllib.loads((root / "pyproject.toml").read_text())["project"]
+                ["dependencies"]}
+    imported = set()
+    for path in (root / "lossbench").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"lossbench", "__future__"}
+    distribution = {"sklearn": "scikit-learn"}
+    missing = {distribution.get(m, m) for m in third_party} - declared
+    assert not missing, f"imported but not declared in pyproject.toml: {sorted(missing)}"

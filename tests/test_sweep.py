@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -101,17 +103,24 @@ def test_interrupted_sweep_resumes_and_reruns_incomplete_runs(tiny, tmp_path):
     assert (folder / "sweep.json").exists() and result["selected_b"] in (0.0, 2.5, 3.5)
 
 
-def test_report_and_plot_on_a_comparison(runner, tiny, tmp_path):
-    comparison = api.run(strategy="all", config=tiny, seeds=2, b=3.0, out=tmp_path, epochs=6)
-    result = runner.invoke(app, ["report", str(comparison.dir)])
+def test_report_and_plot_without_a_folder_read_the_newest(runner, tiny_experiment, tmp_path):
+    out = tmp_path / "results"
+    old = shutil.copytree(tiny_experiment, out / "older")
+    new = shutil.copytree(tiny_experiment, out / "newer")
+    for path in old.rglob("*"):
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    result = runner.invoke(app, ["report", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert f"using the most recent results folder: {new}" in result.stdout
     assert "paired differences" in result.stdout
-    report = json.loads((comparison.dir / "report.json").read_text())
-    assert (comparison.dir / "report.md").exists() and report["groups"]
-    result = runner.invoke(app, ["plot", str(comparison.dir), "--format", "svg"])
+    report = json.loads((new / "report.json").read_text())
+    assert (new / "report.md").exists() and report["groups"]
+    assert not (old / "report.json").exists()
+    result = runner.invoke(app, ["plot", "--out", str(out), "--format", "svg"])
     assert result.exit_code == 0, result.output
     paths = [Path(line) for line in result.stdout.split() if line.endswith(".svg")]
     assert {p.name for p in paths} >= {"loss_curves.svg", "val_metrics.svg", "theta.svg"}
+    assert all(p.parent == new / "plots" for p in paths)
     assert all(p.read_text().lstrip().startswith(("<?xml", "<svg")) for p in paths)
 
 
@@ -131,6 +140,11 @@ def test_plot_of_a_sweep_draws_the_sweep_figure(runner, tiny, tmp_path):
     (["sweep-b", "--select", "test_loss"], "--select must be one of"),
     (["report", "{empty}"], "no runs found"),
     (["report", "{missing}"], "no such results folder"),
+    (["report", "--out", "{empty}"], "no results folder under"),
+    (["plot", "--out", "{missing}"], "no results folder under"),
+    (["sweep-b", "--set", "strategy=plain"], "sweep-b takes its strategy from --strategy"),
+    (["run", "--jobs", "many"], "--jobs must be a positive integer or 'auto'"),
+    (["run", "--jobs", "0"], "--jobs must be >= 1"),
     (["plot", "{empty}"], "no runs found"),
     (["plot", "{empty}", "--format", "gif"], "format"),
 ])
@@ -138,7 +152,7 @@ def test_bad_input_is_one_line_exit_2(runner, tiny, tmp_path, args, message):
     empty = tmp_path / "empty"
     empty.mkdir()
     args = [a.format(empty=empty, missing=tmp_path / "missing") for a in args]
-    if args[0] == "sweep-b":
+    if args[0] in ("sweep-b", "run"):
         args += ["--config", str(tiny), "--out", str(tmp_path / "out")]
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
