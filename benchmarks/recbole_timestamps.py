@@ -61,7 +61,7 @@ def main() -> None:
     counts = dict.fromkeys(("val_example", "test_target", "val_target", "test_example",
                             "val_example_window", "test_example_window", "any_order"), 0)
     n_eval = 0
-    for start, length in zip(starts, lengths):
+    for start, length in zip(starts, lengths, strict=True):
         a, b = ours[start:start + length], theirs[start:start + length]
         counts["any_order"] += not np.array_equal(a, b)
         if length < 3:

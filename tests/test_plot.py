@@ -1,5 +1,6 @@
 """plot.py: the figure objects hold the expected curves, and files come out as valid
-PNG / SVG / PDF. Real run folders from tests/tiny.toml (4 strategies x 3 seeds, shared with test_report)."""
+PNG / SVG / PDF. Real run folders from tests/tiny.toml (4 strategies x 3 seeds, shared with
+test_report)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lossbench import api, plot, report
+from lossbench import plot, report
 from lossbench.errors import ConfigError
 from lossbench.recorder import write_json
 

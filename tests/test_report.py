@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lossbench import api, report
-from lossbench.curves import double_descent
+from lossbench import report
 from lossbench.errors import DataError
 from lossbench.recorder import read_json, read_metrics, write_json
 from lossbench.report import Run, holm, mean_ci, paired_test
