@@ -163,8 +163,8 @@ def runs_table(comparison) -> Table:
 
 DataDirOpt = Annotated[str | None, typer.Option(
     help="movielens: data folder (default $LOSSBENCH_DATA_DIR, else ~/.cache/lossbench).")]
-MinRatingOpt = Annotated[int | None, typer.Option(
-    help="movielens: keep ratings >= this (0 = all, RecBole's default).")]
+MinRatingOpt = Annotated[float | None, typer.Option(
+    help="movielens, interactions: keep ratings >= this (0 = all, RecBole's default).")]
 KCoreOpt = Annotated[int | None, typer.Option(
     help="movielens: keep users and items with >= k interactions (0 = off).")]
 JobsOpt = Annotated[str, typer.Option(

@@ -28,7 +28,7 @@ class RunConfig:
 
     # --- task -------------------------------------------------------------------------
     task: str = "synthetic"
-    """`synthetic` (generated, fast) or `movielens`."""
+    """`synthetic` (generated, fast), `movielens` or `interactions` (your own file, `data`)."""
     n_items: int = 150
     """synthetic: size of the item catalogue."""
     n_train_users: int = 800
@@ -53,10 +53,24 @@ class RunConfig:
     """movielens: `ml-100k` or `ml-1m`."""
     data_dir: str = ""
     """movielens: data folder; empty = $LOSSBENCH_DATA_DIR or ~/.cache/lossbench."""
-    min_rating: int = 0
-    """movielens: keep ratings >= this (0 keeps all, as RecBole's default)."""
+    data: str = ""
+    """interactions: the file (CSV/TSV with a header, or a RecBole .inter atomic file)."""
+    user_col: str = ""
+    """interactions: the user id column (empty = found by its name: user_id, userId, user)."""
+    item_col: str = ""
+    """interactions: the item id column (empty = item_id, itemId, movieId, item)."""
+    time_col: str = ""
+    """interactions: the timestamp column (empty = timestamp, time, ts)."""
+    rating_col: str = ""
+    """interactions: the rating column (empty = rating if present; optional)."""
+    min_rating: float = 0.0
+    """movielens, interactions: keep ratings >= this (0 keeps all, as RecBole's default)."""
     k_core: int = 0
-    """movielens: iteratively keep users and items with >= k interactions (0 = off)."""
+    """movielens, interactions: iteratively keep users and items with >= k interactions
+    (0 = off)."""
+    label_noise: float = 0.0
+    """Any task: fraction of training targets replaced by uniformly random items, drawn from
+    the data seed (paired runs share it); validation and test stay clean."""
     max_len: int = 50
     """Longest history the model sees for one prediction."""
     exclude_seen: bool = False
@@ -138,7 +152,7 @@ class RunConfig:
 
 FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(RunConfig)}
 CHOICES: dict[str, tuple[str, ...]] = {
-    "task": ("synthetic", "movielens"),
+    "task": ("synthetic", "movielens", "interactions"),
     "dataset": ("ml-100k", "ml-1m"),
     "model": ("sasrec", "gru"),
     "aux": ("supcon", "none"),
@@ -153,7 +167,7 @@ POSITIVE = ("n_items", "n_train_users", "n_val_users", "n_test_users", "seq_len"
             "eps")
 NON_NEGATIVE = ("min_rating", "k_core", "aux_warmup", "momentum", "weight_decay", "patience",
                 "b", "lam", "seed", "taste_scale")
-UNIT_INTERVAL = ("noise", "taste_prob", "dropout", "aux_mask_prob")
+UNIT_INTERVAL = ("noise", "taste_prob", "dropout", "aux_mask_prob", "label_noise")
 
 
 def coerce(key: str, value: Any, source: str = "") -> Any:
@@ -215,6 +229,8 @@ def validate(cfg: RunConfig, source: str = "") -> RunConfig:
     if cfg.task == "synthetic" and cfg.batch_size > cfg.n_train_users:
         raise ConfigError(f"batch_size ({cfg.batch_size}) is larger than the training split "
                           f"(n_train_users = {cfg.n_train_users}){where}")
+    if cfg.task == "interactions" and not cfg.data:
+        raise ConfigError(f"--task interactions needs a file: --data PATH{where}")
     return cfg
 
 
