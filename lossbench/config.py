@@ -13,13 +13,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from lossbench.errors import ConfigError
-
-STRATEGY_NAMES = ("plain", "reweight", "flood", "reweight-flood")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,24 +122,17 @@ class RunConfig:
 
     # --- strategy -----------------------------------------------------------------------
     strategy: str = "plain"
-    """How L_main and L_aux become one objective: plain, reweight, flood, reweight-flood."""
+    """How L_main and L_aux become one objective: a registered strategy (`lossbench
+    strategies` lists them), a group (`all`, `builtins`) or a plugin `module:Class`."""
     b: float = 9.1
-    """Flood level: L~ = |L - b| + b (flood; reweight-flood too unless b_reweight is set).
-    The default suits the default synthetic task; choose it for yours with sweep-b."""
-    b_reweight: float = 4.8
-    """Flood level of reweight-flood when it should differ from b (the reweighted total
-    L_main + theta * L_aux is on another scale than L_main + L_aux); negative = use b.
-    The default suits the default synthetic task."""
-    alpha: float = 0.1
-    """EMA rate of the reweight strategy, 0 < alpha <= 1."""
-    lam: float = 5.0
-    """lambda in theta~ = L_main / (L_main + lambda * L_aux + eps), lambda >= 0."""
-    theta0: float = 0.0
-    """Initial theta of the reweight strategy."""
-    detach_theta: bool = False
-    """Detach theta~ from the autograd graph (as CBiT); default keeps it (as the seed)."""
-    eps: float = 1e-12
-    """epsilon in the denominator of theta~."""
+    """Flood level: L~ = |L - b| + b for flooded strategies (X-flood, X-iflood), unless the
+    weighting has its own level (reweight's b_reweight). The default suits the default
+    synthetic task; choose it for yours with sweep-b."""
+    params: dict = field(default_factory=dict)
+    """Strategy parameters by name (alpha, lam, w, ...: each declared, with its type, range
+    and default, by a strategy in the registry, lossbench/strategies/). In a config file or
+    on the command line they are plain keys (`alpha = 0.1`, `--alpha 0.1`). A run's config
+    holds exactly its own strategy's parameters."""
 
     # --- run ----------------------------------------------------------------------------
     seed: int = 0
@@ -150,7 +141,9 @@ class RunConfig:
     """`auto` (CUDA when available), `cpu` or `cuda`."""
 
 
-FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(RunConfig)}
+FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(RunConfig)
+                                 if f.name != "params"}
+"""Settings that are RunConfig fields (strategy parameters live in `params`)."""
 CHOICES: dict[str, tuple[str, ...]] = {
     "task": ("synthetic", "movielens", "interactions"),
     "dataset": ("ml-100k", "ml-1m"),
@@ -158,23 +151,35 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "aux": ("supcon", "none"),
     "optimizer": ("sgd", "adam"),
     "best_by": ("val_loss", "val_acc", "val_hr10", "val_ndcg10"),
-    "strategy": STRATEGY_NAMES,
     "device": ("auto", "cpu", "cuda"),
 }
 POSITIVE = ("n_items", "n_train_users", "n_val_users", "n_test_users", "seq_len", "taste_dim",
             "markov_fanout", "max_len", "hidden", "n_layers", "n_heads", "inner",
-            "aux_tau_start", "aux_tau_end", "lr", "batch_size", "epochs", "eval_batch_size",
-            "eps")
+            "aux_tau_start", "aux_tau_end", "lr", "batch_size", "epochs", "eval_batch_size")
 NON_NEGATIVE = ("min_rating", "k_core", "aux_warmup", "momentum", "weight_decay", "patience",
-                "b", "lam", "seed", "taste_scale")
+                "b", "seed", "taste_scale")
 UNIT_INTERVAL = ("noise", "taste_prob", "dropout", "aux_mask_prob", "label_noise")
 
 
+def strategy_params() -> dict:
+    """Every registered strategy parameter by name (imported here, not at module level:
+    the strategies import this module)."""
+    from lossbench.strategies import all_params
+
+    return all_params()
+
+
 def coerce(key: str, value: Any, source: str = "") -> Any:
-    """Return `value` as the type of field `key`; raise ConfigError for an unknown key or type."""
+    """Return `value` as the type of setting `key` (a RunConfig field or a registered
+    strategy parameter, checked against its range); raise ConfigError for an unknown key,
+    a wrong type or (parameters) a value out of range."""
     where = f" in {source}" if source else ""
     if key not in FIELD_TYPES:
-        raise ConfigError(f"unknown setting '{key}'{where}; known: {', '.join(FIELD_TYPES)}")
+        params = strategy_params()
+        if key in params:
+            return params[key].check(value, f" ({source})" if source else "")
+        raise ConfigError(f"unknown setting '{key}'{where}; known: "
+                          f"{', '.join([*FIELD_TYPES, *params])}")
     want = FIELD_TYPES[key]
     if want is bool:
         if isinstance(value, bool):
@@ -209,7 +214,12 @@ def validate(cfg: RunConfig, source: str = "") -> RunConfig:
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"unknown {key} '{getattr(cfg, key)}'{where}; "
                               f"choose one of: {', '.join(allowed)}")
-    for key in POSITIVE + NON_NEGATIVE + UNIT_INTERVAL + ("b_reweight", "theta0"):
+    from lossbench.strategies import expand
+
+    expand([cfg.strategy])  # a ConfigError naming the strategy when it is unknown
+    for key, value in cfg.params.items():
+        coerce(key, value, source)
+    for key in POSITIVE + NON_NEGATIVE + UNIT_INTERVAL:
         value = getattr(cfg, key)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{key} must be a finite number, got {value}{where}")
@@ -222,8 +232,6 @@ def validate(cfg: RunConfig, source: str = "") -> RunConfig:
     for key in UNIT_INTERVAL:
         if not 0.0 <= getattr(cfg, key) <= 1.0:
             raise ConfigError(f"{key} must be in [0, 1], got {getattr(cfg, key)}{where}")
-    if not 0.0 < cfg.alpha <= 1.0:
-        raise ConfigError(f"alpha must be in (0, 1], got {cfg.alpha}{where}")
     if cfg.hidden % cfg.n_heads != 0:
         raise ConfigError(f"hidden ({cfg.hidden}) must be divisible by n_heads ({cfg.n_heads})")
     if cfg.task == "synthetic" and cfg.batch_size > cfg.n_train_users:
@@ -264,12 +272,22 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     cfg = RunConfig()
     source = str(path) if path is not None else ""
     if path is not None:
-        values = {k: coerce(k, v, source) for k, v in read_toml(path).items()}
-        cfg = dataclasses.replace(cfg, **values)
+        cfg = apply(cfg, read_toml(path), source)
     if overrides:
-        values = {k: coerce(k, v, "the command line") for k, v in overrides.items()}
-        cfg = dataclasses.replace(cfg, **values)
+        cfg = apply(cfg, overrides, "the command line")
     return validate(cfg, source)
+
+
+def apply(cfg: RunConfig, values: dict[str, Any], source: str) -> RunConfig:
+    """`cfg` with `values` set: RunConfig fields directly, strategy parameters into
+    `params`; each value coerced and checked (`coerce`)."""
+    if "params" in values:
+        raise ConfigError(f"'params' is not a setting ({source}); set strategy parameters "
+                          "by name (alpha = 0.1)")
+    checked = {k: coerce(k, v, source) for k, v in values.items()}
+    fields_ = {k: v for k, v in checked.items() if k in FIELD_TYPES}
+    params = {k: v for k, v in checked.items() if k not in FIELD_TYPES}
+    return dataclasses.replace(cfg, **fields_, params={**cfg.params, **params})
 
 
 def parse_set(pairs: list[str]) -> dict[str, Any]:

@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 import lossbench
-from lossbench.config import STRATEGY_NAMES, RunConfig, validate
+from lossbench import strategies as registry
+from lossbench.config import RunConfig, validate
 from lossbench.errors import ConfigError, LossbenchError, raise_terminated
 from lossbench.recorder import (
     RunRecorder,
@@ -43,8 +44,7 @@ from lossbench.seeds import run_seeds
 from lossbench.tasks import Task, build_task, task_key
 from lossbench.trainer import resolve_device, train
 
-STRATEGY_FIELDS = ("strategy", "b", "b_reweight", "alpha", "lam", "theta0", "detach_theta",
-                   "eps", "seed")
+STRATEGY_FIELDS = ("strategy", "b", "params", "seed")
 """Settings that may differ between the runs of one experiment folder."""
 
 
@@ -76,28 +76,24 @@ class Events:
 
 
 def expand_strategies(names: list[str]) -> list[str]:
-    """`all` means the four strategies; repeated names keep their first position."""
-    out: list[str] = []
-    for name in names or ["plain"]:
-        for one in (STRATEGY_NAMES if name == "all" else (name,)):
-            if one not in STRATEGY_NAMES:
-                raise ConfigError(f"unknown strategy '{one}'; choose one of: "
-                                  f"{', '.join(STRATEGY_NAMES)}, all")
-            if one not in out:
-                out.append(one)
-    return out
+    """Strategy names and groups (`all`, `builtins`) -> canonical names, first position kept;
+    plugins are imported here (strategies.expand)."""
+    return registry.expand(names or ["plain"])
 
 
 def plan_runs(base: RunConfig, strategies: list[str], seeds: list[int]) -> list[RunConfig]:
-    """One validated RunConfig per (seed, strategy), seed-major. `b` of each run is the flood
-    level it actually uses: 0 (no flooding) for plain and reweight, `b_reweight` for
-    reweight-flood when that is set (>= 0), else `b`."""
+    """One validated RunConfig per (seed, strategy), seed-major. Each run holds its own
+    strategy's parameters (`strategies.run_params`: the given values, else the defaults) and
+    the flood level it actually uses (`strategies.flood_level`: 0 without flooding, the
+    weighting's own level such as b_reweight when set >= 0, else b)."""
     runs = []
+    names = expand_strategies(strategies)
     for seed in seeds:
-        for name in expand_strategies(strategies):
-            b = {"flood": base.b, "reweight-flood": base.b_reweight if base.b_reweight >= 0
-                 else base.b}.get(name, 0.0)
-            runs.append(validate(dataclasses.replace(base, strategy=name, seed=seed, b=b)))
+        for name in names:
+            runs.append(validate(dataclasses.replace(
+                base, strategy=name, seed=seed,
+                b=registry.flood_level(name, base.params, base.b),
+                params=registry.run_params(name, base.params))))
     return runs
 
 

@@ -1,10 +1,12 @@
 """The two losses of a run, returned separately and never summed here.
 
     losses = compute_losses(model, inputs, targets, cfg, epoch, generator)
-    losses.main   # L_main: softmax cross-entropy of the next item over all items
-    losses.aux    # L_aux: supervised contrastive curriculum loss (0 with --aux none)
+    losses.main.per_example   # L_main per training target [N]: next-item cross-entropy
+    losses.main.mean          # its batch mean, L_main
+    losses.aux.per_example    # L_aux per contrastive anchor [M] (empty with --aux none)
+    losses.aux.mean           # L_aux (0 with --aux none)
 
-`strategies.py` is the only place where the two become one objective.
+`lossbench/strategies/` is the only place where the two become one objective.
 """
 
 from __future__ import annotations
@@ -18,17 +20,40 @@ from torch import Tensor, nn
 from lossbench.config import RunConfig
 
 
+class LossTerm(NamedTuple):
+    """One loss of a batch: `per_example` [N] (one value per training target or anchor) and
+    its batch `mean` (a scalar). Both carry gradients.
+
+    `mean` is the loss function's own mean reduction, which can differ from
+    `per_example.mean()` in the last bit (another summation order); keeping it makes the
+    batch-mean strategies reproduce lossbench 0.1 number for number."""
+
+    per_example: Tensor
+    mean: Tensor
+
+
 class Losses(NamedTuple):
-    """Scalar batch means; both carry gradients."""
+    """L_main and L_aux of one batch."""
 
-    main: Tensor
-    aux: Tensor
+    main: LossTerm
+    aux: LossTerm
 
 
-def next_item_ce(logits: Tensor, targets: Tensor) -> Tensor:
-    """L_main = mean over examples of -log softmax(logits)[target]; logits [N, n_items + 1]
-    (padding column -inf), targets [N] in 1..n_items."""
-    return F.cross_entropy(logits, targets)
+def as_term(loss: Tensor) -> LossTerm:
+    """A LossTerm from a bare tensor: a scalar is its own (one) example, a vector its
+    examples with their mean."""
+    if loss.dim() == 0:
+        return LossTerm(loss.reshape(1), loss)
+    return LossTerm(loss, loss.mean())
+
+
+def next_item_ce(logits: Tensor, targets: Tensor) -> LossTerm:
+    """L_main: per example -log softmax(logits)[target], and the mean over examples; logits
+    [N, n_items + 1] (padding column -inf), targets [N] in 1..n_items. The mean is
+    `F.nll_loss` of the log-softmax, i.e. exactly `F.cross_entropy(logits, targets)`."""
+    log_probs = F.log_softmax(logits, dim=1)
+    per_example = -log_probs.gather(1, targets[:, None]).squeeze(1)
+    return LossTerm(per_example, F.nll_loss(log_probs, targets))
 
 
 def supcon_temperature(epoch: int, cfg: RunConfig) -> float:
@@ -41,14 +66,15 @@ def supcon_temperature(epoch: int, cfg: RunConfig) -> float:
     return cfg.aux_tau_start + (cfg.aux_tau_end - cfg.aux_tau_start) * progress
 
 
-def supcon(z: Tensor, labels: Tensor, tau: float) -> Tensor:
+def supcon(z: Tensor, labels: Tensor, tau: float) -> LossTerm:
     """Supervised contrastive loss (Khosla et al., 2020, L_out), z [N, H], labels [N]:
 
         L = mean_{i with P(i) non-empty} -1/|P(i)| sum_{p in P(i)}
                 log( exp(s_ip / tau) / sum_{a != i} exp(s_ia / tau) ),
 
     s = cosine similarity, P(i) = {p != i : labels[p] == labels[i]}. Anchors without positives
-    are left out; with none at all the loss is 0 (still attached to the graph)."""
+    are left out; with none at all the loss is 0 (still attached to the graph) and there are
+    no per-anchor values."""
     z = F.normalize(z, dim=1)
     n = z.shape[0]
     self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
@@ -58,9 +84,10 @@ def supcon(z: Tensor, labels: Tensor, tau: float) -> Tensor:
     n_pos = positive.sum(1)
     has_pos = n_pos > 0
     if not bool(has_pos.any()):
-        return z.sum() * 0.0
+        return LossTerm(z[:0, 0], z.sum() * 0.0)
     pos_log_prob = log_prob.masked_fill(~positive, 0.0).sum(1)
-    return -(pos_log_prob[has_pos] / n_pos[has_pos]).mean()
+    per_anchor = -(pos_log_prob[has_pos] / n_pos[has_pos])
+    return LossTerm(per_anchor, per_anchor.mean())
 
 
 def mask_items(inputs: Tensor, prob: float, generator: torch.Generator) -> Tensor:
@@ -82,7 +109,8 @@ def compute_losses(model: nn.Module, inputs: Tensor, targets: Tensor, cfg: RunCo
     has_target = targets > 0
     main = next_item_ce(model.logits(hidden[has_target]), targets[has_target])
     if cfg.aux == "none":
-        return Losses(main, torch.zeros((), device=main.device))
+        zero = torch.zeros((), device=hidden.device)
+        return Losses(main, LossTerm(zero.reshape(0), zero))
     view = mask_items(inputs, cfg.aux_mask_prob, generator)
     z = torch.cat([hidden[:, -1], model(view)[:, -1]])
     labels = targets[:, -1].repeat(2)

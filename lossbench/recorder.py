@@ -27,10 +27,13 @@ from lossbench.errors import DataError
 COLUMNS = ("epoch", "train_loss", "train_objective", "train_main_loss", "train_aux_loss",
            "theta", "flood_frac", "val_loss", "val_acc", "val_hr10", "val_ndcg10", "val_mrr10",
            "aux_tau", "seconds")
-"""metrics.csv columns. train_* are epoch means over training steps: train_loss is the total
-before flooding, train_objective what was minimised, train_main_loss / train_aux_loss its
-parts; theta is theta at the end of the epoch; flood_frac the fraction of steps whose total
-was below b; val_loss the main cross-entropy on validation; seconds the epoch's wall time."""
+"""metrics.csv's first columns, in every run. train_* are epoch means over training steps:
+train_loss is the weighted total before batch flooding, train_objective what was minimised,
+train_main_loss / train_aux_loss the raw losses; theta is θ at the end of the epoch (1 without
+reweighting); flood_frac the fraction of steps whose total was below b (example flooding: of
+L_main's examples); val_loss the main cross-entropy on validation; seconds the epoch's wall
+time. A strategy's own state (its `logs`: weights, log-variances, cosines) follows in extra
+columns, in the order the strategy declares them."""
 
 
 def config_hash(settings: dict[str, Any], length: int = 8) -> str:
@@ -84,16 +87,18 @@ def read_json(path: Path) -> dict:
     return data
 
 
-def csv_line(row: dict) -> str:
-    """One metrics.csv line for a row (columns COLUMNS, floats at full precision)."""
+def columns_of(row: dict) -> tuple[str, ...]:
+    """COLUMNS, then the row's other keys (a strategy's logged state) in their order."""
+    return (*COLUMNS, *(k for k in row if k not in COLUMNS))
+
+
+def csv_line(row: dict, columns: tuple[str, ...] = COLUMNS) -> str:
+    """One metrics.csv line for a row (floats at full precision)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore",
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore",
                             lineterminator="\n")
     writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
     return buffer.getvalue()
-
-
-CSV_HEADER = ",".join(COLUMNS) + "\n"
 
 
 def read_metrics(path: Path) -> list[dict[str, float]]:
@@ -104,8 +109,8 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
             missing = set(COLUMNS) - set(reader.fieldnames or ())
             if missing:
                 raise DataError(f"{path} lacks columns: {', '.join(sorted(missing))}")
-            rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()
-                     if k in COLUMNS} for row in reader]
+            rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
+                    for row in reader]
     except FileNotFoundError:
         raise DataError(f"missing file: {path}") from None
     except (OSError, UnicodeDecodeError, ValueError, TypeError, csv.Error) as exc:
@@ -132,10 +137,12 @@ class RunRecorder:
     def epoch(self, rows: list[dict]) -> None:
         """Rewrite metrics.csv with `rows`. Rows already written are never changed, so their
         lines are rendered once and kept (the rewrite then costs ~0.5 ms, not ~1-3 ms)."""
+        columns = columns_of(rows[0]) if rows else COLUMNS
         if len(rows) < len(self.lines):
             self.lines = []
-        self.lines += [csv_line(row) for row in rows[len(self.lines):]]
-        write_atomic(self.dir / "metrics.csv", CSV_HEADER + "".join(self.lines), fsync=False)
+        self.lines += [csv_line(row, columns) for row in rows[len(self.lines):]]
+        header = ",".join(columns) + "\n"
+        write_atomic(self.dir / "metrics.csv", header + "".join(self.lines), fsync=False)
 
     def finish(self, summary: dict) -> None:
         write_json(self.dir / "summary.json", summary)
@@ -151,12 +158,18 @@ def is_complete(run_dir: Path, config: dict) -> bool:
         read_metrics(run_dir / "metrics.csv")
     except DataError:
         return False
-    same = all(stored.get(k) == v for k, v in settings_of(config).items())
+    old = settings_of(stored)
+    same = all(old.get(k) == v for k, v in settings_of(config).items())
     return same and summary.get("status") in ("complete", "diverged")
 
 
 def settings_of(config: dict) -> dict:
-    """The RunConfig fields of a config.json dict (without seeds, versions, device name)."""
-    from lossbench.config import FIELD_TYPES
+    """The settings of a config.json dict (without seeds, versions, device name): the
+    RunConfig fields, with the strategy parameters (`params`) flattened in by name. lossbench
+    0.1 wrote the seed's parameters (alpha, lam, ...) at the top level; they read the same."""
+    from lossbench.config import FIELD_TYPES, strategy_params
 
-    return {k: config[k] for k in FIELD_TYPES if k in config}
+    out = {k: config[k] for k in FIELD_TYPES if k in config}
+    out.update({k: config[k] for k in strategy_params() if k in config})
+    out.update(config.get("params") or {})
+    return out

@@ -3,8 +3,9 @@
     result = train(cfg, task, on_epoch=print)
 
 Per epoch: batches in an order that depends only on (batch seed, epoch); for each batch
-`losses = compute_losses(...)`, `total = strategy(losses.main, losses.aux)`, one optimiser
-step. Then validation; the best epoch by `cfg.best_by` keeps a copy of the weights, and the
+`losses = compute_losses(...)`, `step = objective(losses.main, losses.aux)` (the strategy and
+its flooding, lossbench/strategies/), one optimiser step on `step.objective` (or, for a
+gradient-combining strategy, on the gradient it combines). Then validation; the best epoch by `cfg.best_by` keeps a copy of the weights, and the
 test split is evaluated once, with those weights, at the end. A NaN or infinite loss stops
 the run with status `diverged`.
 """
@@ -29,10 +30,10 @@ from lossbench.losses import compute_losses, supcon_temperature
 from lossbench.metrics import evaluate
 from lossbench.models import build_model
 from lossbench.seeds import epoch_generator, run_seeds, seed_everything
-from lossbench.strategies import build_strategy
+from lossbench.strategies import Objective, build_objective
 from lossbench.tasks import Task
 
-CHECKPOINT_FORMAT = "lossbench-checkpoint-1"
+CHECKPOINT_FORMAT = "lossbench-checkpoint-2"
 """Stored in every checkpoint; a file without it is not resumed from."""
 
 EpochCallback = Callable[[list[dict]], None]
@@ -56,12 +57,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
-    """SGD with momentum, or Adam; weight decay as L2."""
+def make_optimizer(model: torch.nn.Module, cfg: RunConfig,
+                   extra: list[torch.nn.Parameter] | None = None) -> torch.optim.Optimizer:
+    """SGD with momentum, or Adam; weight decay as L2. `extra`: a strategy's learnable
+    parameters (uncertainty's log-variances), a second parameter group with the same
+    settings, as LibMTL trains them."""
+    groups = [{"params": list(model.parameters())}]
+    if extra:
+        groups.append({"params": extra})
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def is_better(value: float, best: float, best_by: str) -> bool:
@@ -75,40 +82,77 @@ def init_model(task: Task, cfg: RunConfig, device: torch.device) -> torch.nn.Mod
     return build_model(task.n_items, cfg).to(device)
 
 
-def train_epoch(model, optimizer, strategy, task: Task, cfg: RunConfig, epoch: int,
-                device: torch.device) -> dict:
+def train_step(model, optimizer, objective: Objective, losses) -> tuple:
+    """One optimiser step; returns the Step (total, objective, below). A loss-level strategy
+    is minimised by backpropagating `step.objective`. A gradient-combining one gets the
+    gradients of L_main and L_aux (two backward passes), combines them, and under batch
+    flooding the combined gradient flips sign when the total is below b (the gradient of
+    |L - b| + b)."""
+    step = objective(losses.main, losses.aux)
+    optimizer.zero_grad(set_to_none=True)
+    strategy = objective.weighting
+    if not strategy.needs_grads:
+        step.objective.backward()
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
+        g_main = torch.autograd.grad(losses_mean(objective, losses.main), params,
+                                     retain_graph=True, allow_unused=True)
+        g_aux = (torch.autograd.grad(losses.aux.mean, params, allow_unused=True)
+                 if losses.aux.mean.requires_grad else [None] * len(params))
+        zeros = [torch.zeros_like(p) for p in params]
+        g_main = [g if g is not None else z for g, z in zip(g_main, zeros, strict=True)]
+        g_aux = [g if g is not None else z for g, z in zip(g_aux, zeros, strict=True)]
+        combined = strategy.combine_grads(g_main, g_aux)
+        sign = 1.0 - 2.0 * step.below if objective.flooding == "batch" else 1.0
+        for p, g in zip(params, combined, strict=True):
+            p.grad = g * sign
+        extra = [p for p in strategy.parameters() if p.requires_grad]
+        if extra:  # a gradient strategy with learnable parameters of its own
+            for p, g in zip(extra, torch.autograd.grad(step.objective, extra), strict=True):
+                p.grad = g
+    optimizer.step()
+    return step
+
+
+def losses_mean(objective: Objective, main):
+    """L_main's batch mean as the objective sees it (after example flooding, if any)."""
+    if objective.flooding == "example":
+        from lossbench.strategies import flood_examples
+
+        return flood_examples(main, objective.b).mean
+    return main.mean
+
+
+def train_epoch(model, optimizer, objective: Objective, task: Task, cfg: RunConfig,
+                epoch: int, device: torch.device) -> dict:
     """One pass over the training split; returns the epoch means of the losses, or
     `{"diverged_step": k}` when step k (1-based) had a non-finite loss.
 
-    Each step's four numbers stay on the device until the epoch ends and are read in one
+    Each step's five numbers stay on the device until the epoch ends and are read in one
     go: on a GPU, reading a number every step would make the CPU wait for the GPU every step.
     (A diverged epoch therefore runs to its end before it is reported; it is not recorded.)"""
     generator = epoch_generator(run_seeds(cfg.seed).batch, epoch)
     order = torch.randperm(len(task.train), generator=generator)
-    steps = []  # per step: raw total, objective, L_main, L_aux (detached)
+    steps = []  # per step: total, objective, L_main, L_aux (detached), fraction below b
     model.train()
     for start in range(0, len(order), cfg.batch_size):
         idx = order[start:start + cfg.batch_size]
         inputs = task.train.inputs[idx].to(device, non_blocking=True)
         targets = task.train.targets[idx].to(device, non_blocking=True)
         losses = compute_losses(model, inputs, targets, cfg, epoch, generator)
-        total = strategy(losses.main, losses.aux)
-        steps.append(torch.stack([strategy.raw_total, total.detach(), losses.main.detach(),
-                                  losses.aux.detach()]))
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
+        step = train_step(model, optimizer, objective, losses)
+        steps.append(torch.stack([step.total.detach(), step.objective.detach(),
+                                  losses.main.mean.detach(), losses.aux.mean.detach(),
+                                  step.below.detach()]))
     values = torch.stack(steps).cpu()
     finite = torch.isfinite(values).all(dim=1)
     if not bool(finite.all()):
         return {"diverged_step": int((~finite).nonzero()[0, 0]) + 1}
-    raw, objective, main, aux = values.T.tolist()
+    raw, total, main, aux, below = values.T.tolist()
     n_steps = len(raw)
-    below_b = (sum(value < strategy.flood_level for value in raw)
-               if strategy.flood_level is not None else 0)
-    return {"train_loss": sum(raw) / n_steps, "train_objective": sum(objective) / n_steps,
+    return {"train_loss": sum(raw) / n_steps, "train_objective": sum(total) / n_steps,
             "train_main_loss": sum(main) / n_steps, "train_aux_loss": sum(aux) / n_steps,
-            "flood_frac": below_b / n_steps}
+            "flood_frac": sum(below) / n_steps}
 
 
 @dataclass
@@ -146,9 +190,9 @@ def to_torch(obj):
 def save_checkpoint(path: Path, epoch: int, model, optimizer, strategy, rows: list[dict],
                     best: Best) -> None:
     """Everything needed to continue after `epoch` as if never stopped, written atomically:
-    weights, optimiser, strategy state (theta), the rows so far, the best epoch and its
-    weights, and the global RNG state (dropout). Batch order needs no state: it is a pure
-    function of (batch seed, epoch).
+    weights, optimiser, strategy state (its state_dict: θ, learnable weights, history), the
+    rows so far, the best epoch and its weights, and the global RNG state (dropout). Batch
+    order needs no state: it is a pure function of (batch seed, epoch).
 
     The file is a pickle with tensors stored as numpy arrays: for these small models that is
     ~3 ms per epoch where `torch.save`, with its per-tensor zip records, took ~8 ms
@@ -156,7 +200,7 @@ def save_checkpoint(path: Path, epoch: int, model, optimizer, strategy, rows: li
     Performance section). Like `torch.load(weights_only=False)`, loading it trusts the file:
     it is lossbench's own, in the user's own results folder."""
     state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": model.state_dict(),
-             "optimizer": optimizer.state_dict(), "strategy": vars(strategy).copy(),
+             "optimizer": optimizer.state_dict(), "strategy": strategy.state_dict(),
              "rows": rows, "best": vars(best).copy(), "rng_cpu": torch.get_rng_state(),
              "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
     tmp = path.with_name(f".{path.name}.tmp")
@@ -175,7 +219,7 @@ def load_checkpoint(path: Path, model, optimizer, strategy) -> tuple[int, list[d
             raise ValueError(f"not a lossbench checkpoint (format {state.get('format')!r})")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        vars(strategy).update(state["strategy"])
+        strategy.load_state_dict(state["strategy"])
         torch.set_rng_state(state["rng_cpu"])
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
@@ -205,9 +249,9 @@ def train(cfg: RunConfig, task: Task, on_epoch: EpochCallback | None = None,
     (except `seconds`)."""
     device = resolve_device(cfg.device)
     model = init_model(task, cfg, device)
-    optimizer = make_optimizer(model, cfg)
-    strategy = build_strategy(cfg.strategy, alpha=cfg.alpha, lam=cfg.lam, theta0=cfg.theta0,
-                              b=cfg.b, detach_theta=cfg.detach_theta, eps=cfg.eps)
+    objective = build_objective(cfg.strategy, cfg.params, cfg.b)
+    strategy = objective.weighting.to(device)
+    optimizer = make_optimizer(model, cfg, list(strategy.parameters()))
     result = RunResult()
     best = Best(math.inf if cfg.best_by == "val_loss" else -math.inf)
     first_epoch = 1
@@ -222,16 +266,19 @@ def train(cfg: RunConfig, task: Task, on_epoch: EpochCallback | None = None,
         if cfg.patience and epoch - 1 - best.epoch >= cfg.patience:
             break
         epoch_start = time.perf_counter()
-        means = train_epoch(model, optimizer, strategy, task, cfg, epoch, device)
+        means = train_epoch(model, optimizer, objective, task, cfg, epoch, device)
         if "diverged_step" in means:
             status, diverged_at = "diverged", {"epoch": epoch, "step": means["diverged_step"]}
             break
         val = evaluate(model, task.val, batch_size=cfg.eval_batch_size, device=device,
                        exclude_seen=cfg.exclude_seen)
-        row = {"epoch": epoch, **means, "theta": strategy.theta,
+        state = strategy.log_state()  # the state this epoch trained with
+        strategy.end_epoch({"main": means["train_main_loss"], "aux": means["train_aux_loss"]})
+        row = {"epoch": epoch, **means, "theta": objective.theta,
                **{f"val_{k}": v for k, v in val.items()},
                "aux_tau": supcon_temperature(epoch, cfg) if cfg.aux != "none" else 0.0,
-               "seconds": time.perf_counter() - epoch_start}
+               "seconds": time.perf_counter() - epoch_start,
+               **{k: v for k, v in state.items() if k != "theta"}}
         result.rows.append(row)
         if is_better(row[cfg.best_by], best.value, cfg.best_by):
             best = Best(row[cfg.best_by], epoch, copy.deepcopy(model.state_dict()),
@@ -242,7 +289,7 @@ def train(cfg: RunConfig, task: Task, on_epoch: EpochCallback | None = None,
             on_epoch(result.rows)
     summary: dict = {"status": status, "diverged_at": diverged_at, "best_by": cfg.best_by,
                      "best_epoch": best.epoch, "epochs_run": len(result.rows),
-                     **flooding_summary(strategy.flood_level, result.rows)}
+                     **flooding_summary(objective.flood_level, result.rows)}
     if best.state is not None:
         model.load_state_dict(best.state)
         test = evaluate(model, task.test, batch_size=cfg.eval_batch_size, device=device,

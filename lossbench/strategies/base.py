@@ -1,0 +1,147 @@
+"""What a strategy is: a small `torch.nn.Module` that turns two losses into one objective.
+
+    class HalfAux(Strategy):
+        '''L = L_main + 0.5 * L_aux.'''
+        name = "half-aux"
+        def forward(self, main: LossTerm, aux: LossTerm) -> Tensor:
+            return main.mean + 0.5 * aux.mean
+
+The contract, all of it optional except `forward`:
+
+- `forward(main, aux) -> Tensor`: the objective of one training step (a scalar). `main` and
+  `aux` are `LossTerm`s: `per_example` values (over training targets, resp. contrastive
+  anchors) and the batch `mean`. Called once per step, so state may move per call (θ does).
+- Class attributes (read by the registry): `name`; `params`, a tuple of `Param` (typed, with
+  ranges and docs: they become CLI options, TOML keys and validation); `logs`, the state
+  columns `log_state` returns (written to metrics.csv every epoch); `citation`;
+  `flood_param`, a `Param` naming the setting that gives this weighting's own flood level
+  when it is flooded (reweight's `b_reweight`), or None to use `b`; `fusable` (issue 15).
+- The constructor takes the registered parameters as keyword arguments.
+- Learnable parameters (`nn.Parameter` attributes) are trained by the run's optimiser and saved
+  in the checkpoint with the rest of the state (every public attribute: see
+  `get_extra_state`), so a resumed run continues exactly.
+- `end_epoch(means)`: called after every epoch with the epoch means of the raw losses
+  (`{"main": ..., "aux": ...}`), for strategies that look at past epochs (DWA).
+- Gradient-combining strategies set `needs_grads = True` and implement
+  `combine_grads(g_main, g_aux) -> list[Tensor]`: the trainer then computes the gradients of
+  `main.mean` and `aux.mean` with respect to the model's parameters (two backward passes)
+  and applies the combined gradient; `forward` still gives the value that is logged (and
+  flooded: below b the combined gradient flips sign).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+from lossbench.errors import ConfigError
+from lossbench.losses import LossTerm
+
+__all__ = ["LossTerm", "Param", "Strategy"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A registered strategy parameter: name, default (its type is the parameter's type), a
+    one-line doc, and an optional range [lo, hi] (open at an end with `lo_open`/`hi_open`)."""
+
+    name: str
+    default: Any
+    doc: str
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    @property
+    def type(self) -> type:
+        return type(self.default)
+
+    def bound_text(self) -> str:
+        """`in (0, 1]`, `>= 0`, `< 5`, or '' without a range: for docs and errors."""
+        if self.lo is not None and self.hi is not None:
+            return (f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}"
+                    f"{')' if self.hi_open else ']'}")
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        if self.hi is not None:
+            return f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        return ""
+
+    def check(self, value: Any, where: str = "") -> Any:
+        """`value` converted to the parameter's type and checked against its range; a
+        ConfigError naming the parameter otherwise. Strings (from the command line) are
+        parsed."""
+        want = self.type
+        out: Any = None
+        if want is bool:
+            if isinstance(value, bool):
+                out = value
+            elif isinstance(value, str) and value.lower() in ("true", "false", "1", "0",
+                                                               "yes", "no"):
+                out = value.lower() in ("true", "1", "yes")
+        elif want is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                out = value
+            elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                out = int(value)
+        elif want is float:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                out = float(value)
+            elif isinstance(value, str):
+                try:
+                    out = float(value)
+                except ValueError:
+                    pass
+        elif want is str and isinstance(value, str):
+            out = value
+        if out is None:
+            raise ConfigError(f"setting '{self.name}'{where} must be {want.__name__}, "
+                              f"got {value!r}")
+        if isinstance(out, float) and not math.isfinite(out):
+            raise ConfigError(f"{self.name} must be a finite number, got {out}{where}")
+        too_low = self.lo is not None and (out <= self.lo if self.lo_open else out < self.lo)
+        too_high = self.hi is not None and (out >= self.hi if self.hi_open else out > self.hi)
+        if too_low or too_high:
+            raise ConfigError(f"{self.name} must be {self.bound_text()}, got {out}{where}")
+        return out
+
+
+class Strategy(nn.Module):
+    """Base class of every strategy (module docstring). Subclasses set `name` and implement
+    `forward`; everything else has a default."""
+
+    name: str = ""
+    params: tuple[Param, ...] = ()
+    logs: tuple[str, ...] = ()
+    citation: str = ""
+    flood_param: Param | None = None
+    fusable: bool = False
+    needs_grads: bool = False
+
+    def forward(self, main: LossTerm, aux: LossTerm) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def log_state(self) -> dict[str, float]:
+        """The values of `logs` now (floats); by default the attributes of those names."""
+        return {key: float(getattr(self, key)) for key in self.logs}
+
+    def end_epoch(self, means: dict[str, float]) -> None:
+        """Called after every epoch with the epoch means of the raw losses."""
+
+    def combine_grads(self, g_main: list[Tensor], g_aux: list[Tensor]) -> list[Tensor]:
+        """Gradient strategies: one gradient per parameter from the two losses' gradients."""
+        raise NotImplementedError(f"{type(self).__name__} sets needs_grads but does not "
+                                  "implement combine_grads")
+
+    def get_extra_state(self) -> dict:
+        """Checkpointed state besides parameters and buffers: every public attribute (θ, the
+        loss history of DWA, the hyperparameters)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")
+                and k != "training"}
+
+    def set_extra_state(self, state: dict) -> None:
+        vars(self).update(state)

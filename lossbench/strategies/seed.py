@@ -1,0 +1,91 @@
+"""The seed's formulas: plain, the EMA reweighting, and flooding (batch and per example).
+
+Source: `shared/seed/000_5259639a52d054d3.txt` (the blog post's reference code) and the
+flooding papers, Ishida et al., ICML 2020 (batch flooding, `|L - b| + b` on the total) and
+Xie et al., ICLR 2022 (iFlood: the mean over examples of `|l_i - b| + b`).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from lossbench.losses import LossTerm
+from lossbench.strategies.base import Param, Strategy
+
+
+def flood(loss: Tensor, b: float) -> Tensor:
+    """Flooding: L~ = |L - b| + b.
+
+    Above the flood level b this is L (ordinary descent); below b it is 2b - L, so the
+    gradient flips sign and the training loss is pushed back up towards b. With b = 0 and
+    L >= 0 it is exactly L. Applied elementwise it floods each example (iFlood)."""
+    return (loss - b).abs() + b
+
+
+def flood_examples(term: LossTerm, b: float) -> LossTerm:
+    """iFlood on one loss: every example's value is flooded, l~_i = |l_i - b| + b, and the
+    batch mean is taken over the flooded values (Xie et al., 2022, eq. 3)."""
+    flooded = flood(term.per_example, b)
+    return LossTerm(flooded, flooded.mean())
+
+
+def reweight_theta(main: Tensor, aux: Tensor, theta_old: float, *, alpha: float, lam: float,
+                   eps: float, detach: bool) -> Tensor:
+    """theta_new = alpha * theta~ + (1 - alpha) * theta_old,
+    theta~ = L_main / (L_main + lambda * L_aux + eps).
+
+    theta~ keeps its autograd graph unless `detach` (then gradients flow only through the
+    L_main and L_aux terms of the objective); theta_old is always a constant."""
+    theta_tilde = main / (main + lam * aux + eps)
+    if detach:
+        theta_tilde = theta_tilde.detach()
+    return alpha * theta_tilde + (1.0 - alpha) * theta_old
+
+
+class Plain(Strategy):
+    """L = L_main + L_aux."""
+
+    name = "plain"
+    citation = "the seed's baseline (shared/seed/000_5259639a52d054d3.txt)"
+    fusable = True
+
+    def forward(self, main: LossTerm, aux: LossTerm) -> Tensor:
+        return main.mean + aux.mean
+
+
+class Reweight(Strategy):
+    """L = L_main + theta_{s+1} * L_aux, theta_{s+1} = alpha * theta~ + (1 - alpha) * theta_s,
+    theta~ = L_main / (L_main + lambda * L_aux + eps); then theta_s <- theta_{s+1}, detached.
+
+    `theta` (a float) is the only state; it starts at theta0 and moves once per call."""
+
+    name = "reweight"
+    params = (
+        Param("alpha", 0.1, "EMA rate of theta", lo=0.0, hi=1.0, lo_open=True),
+        Param("lam", 5.0, "lambda in theta~ = L_main / (L_main + lambda * L_aux + eps)",
+              lo=0.0),
+        Param("theta0", 0.0, "initial theta"),
+        Param("detach_theta", False, "detach theta~ from the graph (as CBiT); the seed's "
+              "code keeps its gradient"),
+        Param("eps", 1e-12, "epsilon in the denominator of theta~", lo=0.0, lo_open=True),
+    )
+    flood_param = Param(
+        "b_reweight", 4.8, "flood level of this weighting when flooded (its total "
+        "L_main + theta * L_aux is on another scale than L_main + L_aux); negative = use b. "
+        "The default suits the default synthetic task")
+    logs = ("theta",)
+    citation = ("the seed's EMA reweighting (shared/seed/000_5259639a52d054d3.txt); "
+                "detach switch as CBiT (Du et al., 2022)")
+    fusable = True
+
+    def __init__(self, *, alpha: float, lam: float, theta0: float, detach_theta: bool,
+                 eps: float) -> None:
+        super().__init__()
+        self.alpha, self.lam, self.eps, self.detach_theta = alpha, lam, eps, detach_theta
+        self.theta = float(theta0)
+
+    def forward(self, main: LossTerm, aux: LossTerm) -> Tensor:
+        theta_new = reweight_theta(main.mean, aux.mean, self.theta, alpha=self.alpha,
+                                   lam=self.lam, eps=self.eps, detach=self.detach_theta)
+        self.theta = float(theta_new.detach())
+        return main.mean + theta_new * aux.mean
