@@ -53,23 +53,41 @@ def run(strategy: str | list[str] | None = None, config: str | Path | None = Non
                           threads=threads, restart=restart)
 
 
-def sweep_b(strategy: str = "flood", b_grid: str | list[float] | None = None,
-            b_range: str | None = None, select: str = "val_loss", seeds: int = 3,
-            config: str | Path | None = None, out: str | Path = "results",
-            events: Events | None = None, on_grid=None, jobs: int | str = 1,
-            threads: int | None = None, restart: bool = False, **settings: Any) -> dict:
-    """`lossbench sweep-b`: returns the content of sweep.json plus its folder under "dir".
-    `b_grid` is a list of floats or the CLI's comma-separated string."""
+def sweep(strategy: str = "weighted", param: str = "w", grid: str | list[float] | None = None,
+          value_range: str | None = None, select: str = "val_loss", seeds: int = 3,
+          config: str | Path | None = None, out: str | Path = "results",
+          events: Events | None = None, on_grid=None, jobs: int | str = 1,
+          threads: int | None = None, restart: bool = False, **settings: Any) -> dict:
+    """`lossbench sweep`: every value of `grid` (a list of floats or the CLI's
+    comma-separated string; or `value_range` start:stop:num) of the strategy parameter
+    `param`, chosen on validation; returns the content of sweep.json plus its folder under
+    "dir". `param = "b"` is `sweep_b`."""
     from lossbench.sweep import parse_grid
-    from lossbench.sweep import sweep_b as run_sweep
+    from lossbench.sweep import sweep as run_sweep
 
-    if isinstance(b_grid, list | tuple):
-        b_grid = ",".join(repr(float(b)) for b in b_grid)
-    grid = parse_grid(b_grid, b_range)
+    if isinstance(grid, list | tuple):
+        grid = ",".join(repr(float(v)) for v in grid)
+    names = ("--b-grid", "--b-range") if param == "b" else ("--grid", "--range")
+    values = parse_grid(grid, value_range, names, non_negative=param == "b")
     base = base_config(config, **settings)
-    return run_sweep(base, strategy=strategy, grid=grid, select=select, out=out,
-                     seeds=[base.seed + i for i in range(seeds)], events=events,
+    return run_sweep(base, strategy=strategy, param=param, grid=values, select=select,
+                     out=out, seeds=[base.seed + i for i in range(seeds)], events=events,
                      on_grid=on_grid, jobs=jobs, threads=threads, restart=restart)
+
+
+def sweep_b(strategy: str = "flood", b_grid: str | list[float] | None = None,
+            b_range: str | None = None, **kwargs: Any) -> dict:
+    """`lossbench sweep-b`: `sweep` of the flood level b (default grid from the no-flood
+    baseline's training loss when no grid is given)."""
+    return sweep(strategy=strategy, param="b", grid=b_grid, value_range=b_range, **kwargs)
+
+
+def strategies() -> list[dict]:
+    """`lossbench strategies`: every registered strategy (plugins from entry points too) with
+    its flooded variants, parameters, defaults, baseline and citation."""
+    from lossbench.strategies import describe
+
+    return describe()
 
 
 def report(results_dir: str | Path, window: int = 5, rise: float = 1.03,

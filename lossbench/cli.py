@@ -29,6 +29,29 @@ from rich.progress import (
 from rich.table import Table
 from typer.core import TyperGroup
 
+from lossbench.cli_options import (
+    STRATEGY_OPTIONS,
+    ConfigOpt,
+    DataDirOpt,
+    DatasetOpt,
+    DeviceOpt,
+    EpochsOpt,
+    JobsOpt,
+    KCoreOpt,
+    MinRatingOpt,
+    OutOpt,
+    ReadOutOpt,
+    ResultsArg,
+    ResumeOpt,
+    SeedOpt,
+    SetOpt,
+    StrategyOpt,
+    TaskOpt,
+    ThreadsOpt,
+    collect_overrides,
+    parse_strategy_options,
+    strategy_help,
+)
 from lossbench.errors import ConfigError, LossbenchError, Terminated, raise_terminated
 
 # Typer vendors click in recent releases (typer._click) and depends on click in older ones.
@@ -161,59 +184,13 @@ def runs_table(comparison) -> Table:
     return table
 
 
-DataDirOpt = Annotated[str | None, typer.Option(
-    help="movielens: data folder (default $LOSSBENCH_DATA_DIR, else ~/.cache/lossbench).")]
-MinRatingOpt = Annotated[float | None, typer.Option(
-    help="movielens, interactions: keep ratings >= this (0 = all, RecBole's default).")]
-KCoreOpt = Annotated[int | None, typer.Option(
-    help="movielens: keep users and items with >= k interactions (0 = off).")]
-JobsOpt = Annotated[str, typer.Option(
-    envvar="LOSSBENCH_JOBS", show_envvar=True,
-    help="Worker processes for independent runs: a number, or auto (CPU: one per core, at "
-    "most one per run; CUDA: one per GPU).")]
-ThreadsOpt = Annotated[int | None, typer.Option(
-    min=1, help="torch threads per run (default 1, so CPU results do not depend on the "
-    "machine's core count; more threads give other last digits).")]
-StrategyOpt = Annotated[list[str] | None, typer.Option(
-    "--strategy", "-s", help="plain, reweight, flood, reweight-flood or all; repeatable.")]
-ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", "-c", help="TOML file of settings (see experiments/).")]
-SeedOpt = Annotated[int | None, typer.Option(min=0, help="First seed.")]
-TaskOpt = Annotated[str | None, typer.Option(help="synthetic (default) or movielens.")]
-DatasetOpt = Annotated[str | None, typer.Option(help="movielens: ml-100k or ml-1m.")]
-EpochsOpt = Annotated[int | None, typer.Option(help="Training epochs.")]
-DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu or cuda.")]
-OutOpt = Annotated[Path, typer.Option(help="Results folder.")]
-ResumeOpt = Annotated[bool, typer.Option(
-    "--resume/--restart", help="Unfinished runs (killed or interrupted) continue from their "
-    "checkpoint (--resume, the default) or start afresh (--restart). Complete runs are "
-    "skipped either way; delete a run folder to redo it.")]
-SetOpt = Annotated[list[str] | None, typer.Option(
-    "--set", help="Override any setting: --set key=value (repeatable).")]
-
-
-def collect_overrides(options: dict[str, Any], pairs: list[str] | None) -> dict[str, Any]:
-    """CLI overrides: the options the user gave (not None), then --set key=value pairs."""
-    from lossbench.config import parse_set
-
-    overrides = {k: v for k, v in options.items() if v is not None}
-    overrides.update(parse_set(pairs or []))
-    return overrides
-
-
-@app.command()
+@app.command(context_settings=STRATEGY_OPTIONS, epilog=strategy_help())
 def run(
+    ctx: typer.Context,
     strategy: StrategyOpt = None,
     config: ConfigOpt = None,
-    b: Annotated[float | None, typer.Option(help="Flood level b >= 0 (flood strategies).")] = None,
-    b_reweight: Annotated[float | None, typer.Option(
-        help="Flood level of reweight-flood if it differs from --b.")] = None,
-    alpha: Annotated[float | None, typer.Option(help="Reweight EMA rate, 0 < alpha <= 1.")] = None,
-    lam: Annotated[float | None, typer.Option(help="Reweight lambda >= 0.")] = None,
-    theta0: Annotated[float | None, typer.Option(help="Initial reweight theta.")] = None,
-    detach_theta: Annotated[bool | None, typer.Option(
-        "--detach-theta/--keep-theta-grad", help="Detach theta~ from the graph (CBiT) or "
-        "keep its gradient (the seed's code, default).")] = None,
+    b: Annotated[float | None, typer.Option(help="Flood level b >= 0 (flooded strategies).")
+                 ] = None,
     seeds: Annotated[int, typer.Option(min=1, help="Number of seeds: seed, seed+1, ...")] = 1,
     seed: SeedOpt = None,
     task: TaskOpt = None,
@@ -238,13 +215,12 @@ def run(
 
     with guard():
         overrides = collect_overrides(
-            {"b": b, "b_reweight": b_reweight, "alpha": alpha, "lam": lam, "theta0": theta0,
-             "detach_theta": detach_theta,
-             "task": task, "dataset": dataset, "model": model, "aux": aux, "epochs": epochs,
-             "device": device, "data_dir": data_dir, "min_rating": min_rating,
-             "k_core": k_core, "seed": seed}, set_)
+            {"b": b, "task": task, "dataset": dataset, "model": model, "aux": aux,
+             "epochs": epochs, "device": device, "data_dir": data_dir,
+             "min_rating": min_rating, "k_core": k_core, "seed": seed}, set_)
         if "strategy" in overrides:  # --set strategy=X counts as --strategy X
             strategy = [*(strategy or []), overrides.pop("strategy")]
+        overrides.update(strategy_options(ctx, strategy))
         runs = api.plan(strategy=strategy, config=config, seeds=seeds, **overrides)
         ensure_data(runs[0])
         n_runs = len(runs)
@@ -262,6 +238,15 @@ def run(
         console.print(f"results: {comparison.dir}")
         console.print(f"next: lossbench report {comparison.dir}  |  "
                       f"lossbench plot {comparison.dir}")
+
+
+def strategy_options(ctx: typer.Context, strategies: list[str] | None) -> dict[str, Any]:
+    """The strategy parameters given as options (`--alpha 0.3`), after loading the plugins
+    that --strategy names (so that their parameters are known too)."""
+    from lossbench import strategies as registry
+
+    registry.expand([s for s in strategies or [] if s not in registry.GROUPS])
+    return parse_strategy_options(ctx.args)
 
 
 def print_flood_advice(comparison) -> None:
@@ -287,17 +272,23 @@ def print_group_tables(results_dir: Path) -> None:
         console.print(table)
 
 
-@app.command("sweep-b")
+SelectOpt = Annotated[str, typer.Option(
+    help="Validation metric that picks the value: val_loss, val_acc or val_ndcg10.")]
+SweepSeedsOpt = Annotated[int, typer.Option(min=1, help="Seeds per value: seed, seed+1, ...")]
+
+
+@app.command("sweep-b", context_settings=STRATEGY_OPTIONS, epilog=strategy_help())
 def sweep_b(
+    ctx: typer.Context,
     strategy: Annotated[str, typer.Option(
-        "--strategy", "-s", help="flood or reweight-flood.")] = "flood",
+        "--strategy", "-s", help="A flooded strategy: flood, reweight-flood, X-flood or "
+        "X-iflood.")] = "flood",
     b_grid: Annotated[str | None, typer.Option(
         help="Comma-separated flood levels, e.g. 0.05,0.1,0.2.")] = None,
     b_range: Annotated[str | None, typer.Option(
         help="start:stop:num, evenly spaced and inclusive (like numpy.linspace).")] = None,
-    select: Annotated[str, typer.Option(
-        help="Validation metric that picks b: val_loss, val_acc or val_ndcg10.")] = "val_loss",
-    seeds: Annotated[int, typer.Option(min=1, help="Seeds per b: seed, seed+1, ...")] = 3,
+    select: SelectOpt = "val_loss",
+    seeds: SweepSeedsOpt = 3,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
     task: TaskOpt = None,
@@ -312,61 +303,139 @@ def sweep_b(
     set_: SetOpt = None,
 ) -> None:
     """Sweep the flood level b: select it on validation, report test at the selected b."""
+    sweep_command(ctx, strategy, "b", b_grid, b_range, select, seeds, config, out, jobs,
+                  threads, resume, set_, {"epochs": epochs, "device": device, "seed": seed,
+                                          "task": task, "dataset": dataset,
+                                          "data_dir": data_dir})
+
+
+@app.command("sweep", context_settings=STRATEGY_OPTIONS, epilog=strategy_help())
+def sweep(
+    ctx: typer.Context,
+    param: Annotated[str, typer.Option(
+        help="The parameter to sweep: b (as sweep-b) or one of the strategy's parameters "
+        "(w, alpha, lam, dwa_temp, ...).")],
+    strategy: Annotated[str, typer.Option("--strategy", "-s", help="The strategy whose "
+                                          "parameter is swept.")] = "weighted",
+    grid: Annotated[str | None, typer.Option(
+        help="Comma-separated values, e.g. 0.1,0.3,1.")] = None,
+    range_: Annotated[str | None, typer.Option(
+        "--range", help="start:stop:num, evenly spaced and inclusive.")] = None,
+    select: SelectOpt = "val_loss",
+    seeds: SweepSeedsOpt = 3,
+    seed: SeedOpt = None,
+    config: ConfigOpt = None,
+    task: TaskOpt = None,
+    dataset: DatasetOpt = None,
+    epochs: EpochsOpt = None,
+    device: DeviceOpt = None,
+    data_dir: DataDirOpt = None,
+    jobs: JobsOpt = "auto",
+    threads: ThreadsOpt = None,
+    out: OutOpt = Path("results"),
+    resume: ResumeOpt = True,
+    set_: SetOpt = None,
+) -> None:
+    """Sweep one parameter of a strategy (e.g. --strategy weighted --param w): select it on
+    validation only, report test at the selected value."""
+    sweep_command(ctx, strategy, param, grid, range_, select, seeds, config, out, jobs,
+                  threads, resume, set_, {"epochs": epochs, "device": device, "seed": seed,
+                                          "task": task, "dataset": dataset,
+                                          "data_dir": data_dir})
+
+
+def sweep_command(ctx: typer.Context, strategy: str, param: str, grid: str | None,
+                  value_range: str | None, select: str, seeds: int, config: Path | None,
+                  out: Path, jobs: str, threads: int | None, resume: bool,
+                  pairs: list[str] | None, options: dict[str, Any]) -> None:
+    """What `sweep` and `sweep-b` do: run api.sweep with progress, then its table."""
     from lossbench import api
 
     with guard():
-        overrides = collect_overrides({"epochs": epochs, "device": device, "seed": seed,
-                                       "task": task, "dataset": dataset,
-                                       "data_dir": data_dir}, set_)
+        overrides = collect_overrides(options, pairs)
         if "strategy" in overrides:
-            raise ConfigError("sweep-b takes its strategy from --strategy, not --set strategy="
+            raise ConfigError("a sweep takes its strategy from --strategy, not --set strategy="
                               f"{overrides['strategy']}")
+        overrides.update(strategy_options(ctx, [strategy]))
+        if param in overrides:
+            raise ConfigError(f"'{param}' is the swept parameter: give its values with the "
+                              "grid, not as a setting")
         ensure_data(api.base_config(config, **overrides))
         progress = make_progress()
 
-        def show_grid(grid: list[float], level: float | None) -> None:
+        def show_grid(values: list[float], level: float | None) -> None:
             origin = (f"from the baseline's training loss at its best epoch ({level:.4g})"
                       if level is not None else "as given")
-            progress.console.print(f"b grid {origin}: {', '.join(f'{b:g}' for b in grid)}"
-                                   " (+ b = 0, the no-flood baseline)")
+            extra = " (+ b = 0, the no-flood baseline)" if param == "b" else ""
+            progress.console.print(f"{param} grid {origin}: "
+                                   f"{', '.join(f'{v:g}' for v in values)}{extra}")
 
         try:
-            result = api.sweep_b(strategy=strategy, b_grid=b_grid, b_range=b_range,
-                                 select=select, seeds=seeds, config=config, out=out,
-                                 events=ProgressEvents(progress, seeds), on_grid=show_grid,
-                                 jobs=jobs, threads=threads, restart=not resume,
-                                 **overrides)
+            result = api.sweep(strategy=strategy, param=param, grid=grid,
+                               value_range=value_range, select=select, seeds=seeds,
+                               config=config, out=out, events=ProgressEvents(progress, seeds),
+                               on_grid=show_grid, jobs=jobs, threads=threads,
+                               restart=not resume, **overrides)
         finally:
             progress.stop()
         console.print(sweep_table(result))
-        console.print(f"selected b = {result['selected_b']:g}: {result['why']}")
+        console.print(f"selected {param} = {result['selected']:g}: {result['why']}")
         console.print(f"results: {result['dir']}")
 
 
 def sweep_table(result: dict) -> Table:
-    """One line per b: mean and 95 % CI of the selection metric and its test counterpart."""
-    select = result["select"]
-    table = Table(title=f"sweep-b ({result['strategy']}, baseline b = 0 is "
-                        f"{result['baseline']}): mean [95 % CI] over seeds")
-    for column in ("b", select, f"test_{select[4:]}", "test acc", "test ndcg10", "diverged",
+    """One line per value: mean and 95 % CI of the selection metric and its test
+    counterpart."""
+    select, param = result["select"], result["param"]
+    baseline = f", baseline b = 0 is {result['baseline']}" if result.get("baseline") else ""
+    table = Table(title=f"sweep of {param} ({result['strategy']}{baseline}): mean [95 % CI] "
+                        "over seeds")
+    for column in (param, select, f"test_{select[4:]}", "test acc", "test ndcg10", "diverged",
                    "selected"):
         table.add_column(column, justify="right")
-    for b, stats in result["per_b"].items():
+    for value, stats in result["per_value"].items():
         val, test = stats["val"], stats["test"]
-        table.add_row(b, f"{val['mean']:.4f} [{val['lo']:.4f}, {val['hi']:.4f}]",
+        table.add_row(value, f"{val['mean']:.4f} [{val['lo']:.4f}, {val['hi']:.4f}]",
                       f"{test['mean']:.4f} [{test['lo']:.4f}, {test['hi']:.4f}]",
                       fmt(stats["test_metrics"]["test_acc"], 3),
                       fmt(stats["test_metrics"]["test_ndcg10"], 3),
                       str(len(stats["diverged"])),
-                      "<-" if float(b) == result["selected_b"] else "")
+                      "<-" if float(value) == result["selected"] else "")
     return table
 
 
-ResultsArg = Annotated[Path | None, typer.Argument(
-    help="A results folder: one run, an experiment (run --strategy all) or a sweep. "
-    "Default: the most recently written folder under --out.", show_default=False)]
-ReadOutOpt = Annotated[Path, typer.Option(
-    help="Where to look for the most recent results folder when none is given.")]
+@app.command("strategies")
+def strategies_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+) -> None:
+    """Every registered strategy: flooded variants, parameters with defaults and ranges,
+    logged state, the baseline it is compared with, and its citation."""
+    import json
+
+    from lossbench import api
+
+    with guard():
+        rows = api.strategies()
+        if as_json:
+            print(json.dumps(rows, indent=2, default=str))
+            return
+        table = Table(title="lossbench strategies (any weighting X also as X-flood: |L - b| + "
+                            "b on the total, and X-iflood: per L_main example)")
+        for column in ("strategy", "what it does", "parameters (default, range)", "logs",
+                       "baseline", "citation"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            params = "\n".join(f"{p['name']} = {p['default']}"
+                               + (f" ({p['range']})" if p["range"] else "")
+                               for p in row["params"]) or "-"
+            kind = " [gradients]" if row["gradients"] else ""
+            table.add_row(row["name"] + kind, row["doc"], params,
+                          ", ".join(row["logs"]) or "-", row["baseline"], row["citation"])
+        console.print(table)
+        console.print("groups: all = plain, reweight, flood, reweight-flood (the seed's four); "
+                      "builtins = every built-in weighting + flood, reweight-flood, iflood. "
+                      "Plugins: --strategy module:Class or the entry-point group "
+                      "lossbench.strategies.", markup=False, highlight=False)
 
 
 def chosen_folder(results_dir: Path | None, out: Path) -> Path:

@@ -110,7 +110,7 @@ def compute_losses(model: nn.Module, inputs: Tensor, targets: Tensor, cfg: RunCo
     main = next_item_ce(model.logits(hidden[has_target]), targets[has_target])
     if cfg.aux == "none":
         zero = torch.zeros((), device=hidden.device)
-        return Losses(main, LossTerm(zero.reshape(0), zero))
+        return Losses(main, LossTerm(zero.new_zeros(0), zero))
     view = mask_items(inputs, cfg.aux_mask_prob, generator)
     z = torch.cat([hidden[:, -1], model(view)[:, -1]])
     labels = targets[:, -1].repeat(2)

@@ -6,7 +6,9 @@
     paths = plot_results(runs, report.summarize(runs), results_dir, fmt="png")
 
 Figures (in <results_dir>/plots/): loss_curves (training and validation loss, the picture of
-the double descent), val_metrics, theta (reweight strategies only), sweep (sweep folders).
+the double descent), val_metrics, weights (the strategies' logged state over epochs: θ, DWA
+and uncertainty weights, GCS/PCGrad cosines; only when some run has any), sweep (sweep
+folders).
 Matplotlib's object API with the Agg canvas: no pyplot, no global figure state.
 """
 
@@ -23,9 +25,17 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from lossbench.errors import ConfigError
+from lossbench.recorder import COLUMNS
 from lossbench.report import Run, curve_band, describe_settings, load_sweep
 
 FORMATS = ("png", "svg", "pdf")
+STATE_LABELS = {"theta": "θ, weight of L_aux (end of epoch)",
+                "w_main": "weight of L_main", "w_aux": "weight of L_aux",
+                "s_main": "log-variance s of L_main", "s_aux": "log-variance s of L_aux",
+                "cos": "cos(∇L_main, ∇L_aux), epoch mean",
+                "aux_used": "fraction of steps using ∇L_aux",
+                "conflict": "fraction of conflicting steps"}
+"""Axis labels of the built-in strategies' logged state; other columns show their name."""
 VAL_METRICS = {"val_acc": "accuracy@1 (fraction)", "val_hr10": "HR@10 (fraction)",
                "val_ndcg10": "NDCG@10"}
 """Validation metrics drawn in val_metrics, with their axis labels."""
@@ -41,9 +51,11 @@ def group_colors(groups: list[dict]) -> dict[str, tuple]:
 
 
 def group_curves(group: dict, runs_by_name: dict[str, Run], column: str) -> list[np.ndarray]:
-    """The column of metrics.csv for each (non-diverged) run of the group: one per seed."""
+    """The column of metrics.csv for each (non-diverged) run of the group that has it: one
+    per seed."""
     return [np.array([row[column] for row in runs_by_name[name].rows], dtype=float)
-            for name in group["runs"] if name in runs_by_name]
+            for name in group["runs"]
+            if name in runs_by_name and all(column in row for row in runs_by_name[name].rows)]
 
 
 def line_width(index: int, n_groups: int) -> float:
@@ -151,42 +163,78 @@ def metrics_figure(groups: list[dict], runs: dict[str, Run], colors: dict,
     return fig
 
 
-def theta_figure(groups: list[dict], runs: dict[str, Run], colors: dict,
-                 summary: dict) -> Figure | None:
-    """θ (the weight of L_aux) at the end of each epoch, reweight strategies only."""
-    chosen = [g for g in groups if g["strategy"].startswith("reweight")]
-    if not chosen:
+def state_columns(groups: list[dict], runs: dict[str, Run]) -> list[str]:
+    """The strategy-state columns to draw: θ where some run's θ is not 1 (reweighting), then
+    every column beyond the core metrics.csv columns (what strategies log), in order."""
+    columns: dict[str, None] = {}
+    for g in groups:
+        for name in g["runs"]:
+            rows = runs[name].rows if name in runs else []
+            if any(row.get("theta", 1.0) != 1.0 for row in rows):
+                columns["theta"] = None
+            for row in rows[:1]:
+                columns.update(dict.fromkeys(k for k in row if k not in COLUMNS))
+    return list(columns)
+
+
+def weights_figure(groups: list[dict], runs: dict[str, Run], colors: dict,
+                   summary: dict) -> Figure | None:
+    """One panel per state column (state_columns): its value at the end of each epoch (θ)
+    or its epoch mean (cosines), mean over seeds with a band, for the groups that log it."""
+    columns = state_columns(groups, runs)
+    if not columns:
         return None
-    fig, (ax,) = new_figure(1, "Reweighting θ at the end of each epoch\n"
-                                + describe_settings(summary["settings"]))
-    handles = [draw_band(ax, group_curves(g, runs, "theta"), colors[g["label"]],
-                         legend_label(g), summary["options"]["confidence"],
-                         line_width(i, len(chosen))) for i, g in enumerate(chosen)]
-    ax.set_ylabel("θ, weight of L_aux (end of epoch)")
-    add_legend(fig, [h for h in handles if h is not None])
+    fig, axes = new_figure(len(columns), "Strategy state over epochs (weights, θ, cosines)\n"
+                           + describe_settings(summary["settings"]))
+    handles: dict[str, Line2D] = {}
+    for ax, column in zip(axes, columns, strict=True):
+        for i, g in enumerate(groups):
+            curves = [c for c in group_curves(g, runs, column) if len(c)]
+            if column == "theta" and all((c == 1.0).all() for c in curves):
+                continue  # θ is 1 for strategies that do not reweight
+            line = draw_band(ax, curves, colors[g["label"]], legend_label(g),
+                             summary["options"]["confidence"], line_width(i, len(groups)))
+            if line is not None:
+                handles.setdefault(g["label"], line)
+        ax.set_title(column, fontsize=10)
+        ax.set_ylabel(STATE_LABELS.get(column, column))
+    add_legend(fig, list(handles.values()))
     return fig
 
 
+def sweep_entries(sweep: dict) -> dict:
+    """sweep.json's per-value statistics: `per_value` (any parameter), or `per_b` (flood
+    level sweeps, and sweeps written before `lossbench sweep` existed)."""
+    entries = sweep.get("per_value", sweep.get("per_b"))
+    return entries if isinstance(entries, dict) else {}
+
+
 def sweep_points(sweep: dict, part: str) -> dict[str, np.ndarray]:
-    """b, mean, lo, hi arrays (sorted by b) of sweep.json's per_b[b][part]; missing -> nan."""
+    """b, mean, lo, hi arrays (sorted by the swept value, under the key "b") of sweep.json's
+    per-value statistics [value][part]; missing -> nan."""
     def get(entry: dict, key: str) -> float:
         value = (entry.get(part) or {}).get(key)
         return float("nan") if value is None else float(value)
 
-    items = sorted((float(b), entry) for b, entry in sweep.get("per_b", {}).items())
+    items = sorted((float(b), entry) for b, entry in sweep_entries(sweep).items())
     return {"b": np.array([b for b, _ in items]),
             **{k: np.array([get(e, k) for _, e in items]) for k in ("mean", "lo", "hi")}}
 
 
 def sweep_figure(sweep: dict, summary: dict) -> Figure | None:
-    """The selected validation metric and the matching test metric against b, with bands;
-    the selected b as a dashed vertical line. None when sweep.json has no per_b entries."""
-    if not isinstance(sweep.get("per_b"), dict) or not sweep["per_b"]:
+    """The selected validation metric and the matching test metric against the swept value
+    (b, or the parameter in sweep.json's `param`), with bands;
+    the selected value as a dashed vertical line. None when sweep.json has no entries."""
+    entries = sweep_entries(sweep)
+    if not entries:
         return None
-    first = next(iter(sweep["per_b"].values()), {}) or {}
+    param = sweep.get("param", "b")
+    selected = sweep.get("selected", sweep.get("selected_b"))
+    first = next(iter(entries.values()), {}) or {}
     select = (first.get("val") or {}).get("metric") or sweep.get("select", "val_loss")
     test = (first.get("test") or {}).get("metric") or "test_" + select.removeprefix("val_")
-    fig, axes = new_figure(2, f"Flood level sweep: b selected on {select} (validation only)\n"
+    what = "Flood level sweep: b" if param == "b" else f"Parameter sweep: {param}"
+    fig, axes = new_figure(2, f"{what} selected on {select} (validation only)\n"
                               f"{describe_settings(summary['settings'])} · mean over seeds, "
                               "shaded interval from sweep.json")
     unit = " (nats)" if select.endswith("loss") else ""
@@ -195,10 +243,10 @@ def sweep_figure(sweep: dict, summary: dict) -> Figure | None:
         p = sweep_points(sweep, part)
         ax.plot(p["b"], p["mean"], color=color, marker="o", lw=1.8, label=f"{name} mean")
         ax.fill_between(p["b"], p["lo"], p["hi"], color=color, alpha=BAND_ALPHA, lw=0)
-        if sweep.get("selected_b") is not None:
-            ax.axvline(float(sweep["selected_b"]), color="k", ls="--", lw=1.2,
-                       label=f"selected b = {float(sweep['selected_b']):g}")
-        ax.set_xlabel("flood level b (nats)")
+        if selected is not None:
+            ax.axvline(float(selected), color="k", ls="--", lw=1.2,
+                       label=f"selected {param} = {float(selected):g}")
+        ax.set_xlabel("flood level b (nats)" if param == "b" else param)
         ax.set_ylabel(name + unit)
         ax.set_title(("validation: " if part == "val" else "test (not used to select): ")
                      + name, fontsize=10)
@@ -212,15 +260,15 @@ def sweep_figure(sweep: dict, summary: dict) -> Figure | None:
 
 def make_figures(runs: list[Run], summary: dict, sweep: dict | None = None,
                  log_loss: bool = False) -> dict[str, Figure]:
-    """Figure objects keyed by file stem: loss_curves, val_metrics, theta (when there are
-    reweight groups) and sweep (when `sweep` has per_b entries). Groups come from
+    """Figure objects keyed by file stem: loss_curves, val_metrics, weights (when some
+    strategy logged state) and sweep (when `sweep` has per_b entries). Groups come from
     summary["groups"], curves from the rows of the runs they name."""
     groups = summary["groups"]
     by_name = {r.dir.name: r for r in runs if r.summary is not None}
     colors = group_colors(groups)
     figures = {"loss_curves": loss_figure(groups, by_name, colors, summary, log_loss),
                "val_metrics": metrics_figure(groups, by_name, colors, summary),
-               "theta": theta_figure(groups, by_name, colors, summary),
+               "weights": weights_figure(groups, by_name, colors, summary),
                "sweep": sweep_figure(sweep, summary) if sweep else None}
     return {name: fig for name, fig in figures.items() if fig is not None}
 

@@ -1,4 +1,5 @@
-"""Reads run folders from disk and compares strategies over seeds. Never imports torch.
+"""Reads run folders from disk and compares strategies over seeds. Trains nothing; strategy
+names, baselines and order come from the registry (lossbench/strategies/).
 
     runs = load_runs("results/synthetic-91f440ad")       # one run, an experiment or a sweep
     summary = summarize(runs, window=5)                    # a JSON-able dict
@@ -6,9 +7,10 @@
     tables = render_tables(summary)                        # rich tables; the CLI prints them
 
 The statistics (mean_ci, paired_test, holm, curve_band) are pure functions in stats.py.
-Groups are (strategy, b) plus every setting that differs across runs (alpha, lam, ...).
-Each group is compared seed by seed with the plain (b = 0) group of the same settings, or
-without one with its own strategy unflooded (reweight for reweight-flood): find_baseline.
+Groups are (strategy, b) plus every setting that differs across the runs that have it (a
+strategy parameter such as w or alpha, or a task setting). Each group is compared seed by
+seed with the plain (b = 0) group of the same settings, or without one with its own
+weighting unflooded (reweight for reweight-flood): find_baseline.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from lossbench.config import STRATEGY_NAMES
+from lossbench import strategies as registry
 from lossbench.curves import double_descent
 from lossbench.errors import DataError
 from lossbench.recorder import read_json, read_metrics, settings_of, write_atomic, write_json
@@ -34,9 +36,6 @@ METRICS = ("val_loss", "final_val_loss", "val_acc", "val_hr10", "val_ndcg10",
 """summary.json keys compared across strategies: val_* and test_* at the best validation
 epoch (val_loss there is the best validation loss when best_by = val_loss), final_val_loss at
 the last epoch."""
-NO_FLOOD = {"flood": "plain", "reweight-flood": "reweight"}
-STRATEGY_PARAMS = ("alpha", "lam", "theta0", "detach_theta", "eps")
-"""Settings that change reweighting only: the plain baseline may differ in them."""
 IGNORED = ("seed", "strategy", "b", "device", "data_dir", "eval_batch_size")
 """Settings that never split runs into groups."""
 
@@ -123,23 +122,29 @@ def load_sweep(results_dir: str | Path) -> dict | None:
 
 
 def varying_settings(runs: list[Run]) -> list[str]:
-    """RunConfig settings, other than IGNORED, whose values differ between the runs."""
-    keys = sorted({k for r in runs for k in settings_of(r.config)} - set(IGNORED))
+    """Settings (RunConfig fields and strategy parameters), other than IGNORED, with more than
+    one value among the runs that have them (a parameter of one strategy does not vary just
+    because other strategies lack it)."""
+    flat = [settings_of(r.config) for r in runs]
+    keys = sorted({k for f in flat for k in f} - set(IGNORED))
     return [k for k in keys
-            if len({json.dumps(r.config.get(k), sort_keys=True) for r in runs}) > 1]
+            if len({json.dumps(f[k], sort_keys=True) for f in flat if k in f}) > 1]
 
 
 def group_label(config: dict, varying: list[str]) -> str:
-    """`flood b=0.1` (b shown for flood strategies or b != 0), then any varying settings."""
+    """`flood b=0.1` (b shown for flooded strategies or b != 0), then the varying settings
+    this run has (`weighted w=0.3`)."""
+    flat = settings_of(config)
     label = config["strategy"]
-    if "flood" in config["strategy"] or config["b"]:
+    if registry.split_name(label)[1] != "none" or config["b"]:
         label += f" b={config['b']:g}"
-    return " ".join([label, *(f"{k}={config.get(k)}" for k in varying)])
+    return " ".join([label, *(f"{k}={flat[k]}" for k in varying if k in flat)])
 
 
 def shared_settings(runs: list[Run]) -> dict:
     """Settings with one value across all runs (for titles), plus the seeds used."""
     varying = set(varying_settings(runs)) | {"seed", "strategy", "b"}
+    varying |= set(registry.all_params())
     first = settings_of(runs[0].config)
     return {**{k: v for k, v in first.items() if k not in varying},
             "seeds": sorted({r.config["seed"] for r in runs})}
@@ -148,10 +153,12 @@ def shared_settings(runs: list[Run]) -> dict:
 def find_baseline(group: dict, groups: list[dict], varying: list[str]) -> dict | None:
     """The group compared with `group` seed by seed: plain b = 0; without one, the same
     strategy without flooding at b = 0 (reweight for reweight-flood, as sweep-b runs it;
-    flood b = 0 is plain since |L - 0| + 0 = L). Its settings must match, ignoring
-    STRATEGY_PARAMS; an exact match is preferred. None when there is no such group."""
-    context = [k for k in varying if k not in STRATEGY_PARAMS]
-    for strategy in ("plain", NO_FLOOD.get(group["strategy"]), group["strategy"]):
+    flood b = 0 is plain since |L - 0| + 0 = L). Its settings must match, ignoring strategy
+    parameters; an exact match is preferred. None when there is no such group."""
+    params = registry.all_params()
+    context = [k for k in varying if k not in params]
+    for strategy in ("plain", registry.no_flood_baseline(group["strategy"]),
+                     group["strategy"]):
         same = [g for g in groups if g["strategy"] == strategy and g["b"] == 0
                 and all(g["settings"][k] == group["settings"][k] for k in context)]
         exact = [g for g in same if g["settings"] == group["settings"]]
@@ -202,7 +209,7 @@ def summarize(runs: list[Run], window: int = 5, rise: float = 1.03, recover: flo
 
 def build_groups(done: list[Run], varying: list[str], confidence: float,
                  notes: list[str]) -> list[dict]:
-    """Complete runs grouped by label, in STRATEGY_NAMES order, each with its seeds, the
+    """Complete runs grouped by label, in the registry's order, each with its seeds, the
     per-seed METRICS values ({seed: value}) and their mean_ci. Diverged runs are counted in
     diverged_seeds only; a repeated seed keeps its first run."""
     by_label: dict[str, dict] = {}
@@ -210,7 +217,8 @@ def build_groups(done: list[Run], varying: list[str], confidence: float,
         label, seed = group_label(run.config, varying), run.config["seed"]
         group = by_label.setdefault(label, {
             "label": label, "strategy": run.config["strategy"], "b": run.config["b"],
-            "settings": {k: run.config.get(k) for k in varying}, "runs": [], "seeds": [],
+            "settings": {k: settings_of(run.config).get(k) for k in varying}, "runs": [],
+            "seeds": [],
             "diverged_seeds": [], "values": {m: {} for m in METRICS}})
         if seed in group["seeds"] or seed in group["diverged_seeds"]:
             notes.append(f"{label}: seed {seed} twice; ignored {run.dir.name}")
@@ -221,8 +229,7 @@ def build_groups(done: list[Run], varying: list[str], confidence: float,
             group["seeds"].append(seed)
             for m in METRICS:
                 group["values"][m][seed] = as_float(run.summary.get(m))
-    order = {name: i for i, name in enumerate(STRATEGY_NAMES)}
-    groups = sorted(by_label.values(), key=lambda g: (order.get(g["strategy"], len(order)),
+    groups = sorted(by_label.values(), key=lambda g: (registry.order_key(g["strategy"]),
                                                       g["b"], g["label"]))
     for g in groups:
         g["stats"] = {m: mean_ci(list(g["values"][m].values()), confidence) for m in METRICS}
@@ -318,7 +325,7 @@ def flood_notes(done: list[Run], varying: list[str]) -> list[str]:
     flooded = [r for r in done if r.config["b"] > 0 and not r.diverged]
     for label in dict.fromkeys(group_label(r.config, varying) for r in flooded):
         group = [r for r in flooded if group_label(r.config, varying) == label]
-        baseline = NO_FLOOD.get(group[0].config["strategy"], "plain")
+        baseline = registry.no_flood_baseline(group[0].config["strategy"])
         same = [r for r in done if r.config["strategy"] == baseline and r.config["b"] == 0
                 and not r.diverged]
         if not same and never_flooded([r.rows for r in group]):

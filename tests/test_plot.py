@@ -40,7 +40,7 @@ def solid_lines(ax) -> list:
 def test_figures_hold_one_mean_curve_per_group(loaded):
     runs, summary = loaded
     figures = plot.make_figures(runs, summary)
-    assert set(figures) == {"loss_curves", "val_metrics", "theta"}
+    assert set(figures) == {"loss_curves", "val_metrics", "weights"}
     train_ax, val_ax = figures["loss_curves"].axes
     assert len(val_ax.get_lines()) == 4  # plain, reweight, flood b=4, reweight-flood b=4
     assert len(val_ax.collections) == 4  # one shaded band each
@@ -52,7 +52,7 @@ def test_figures_hold_one_mean_curve_per_group(loaded):
     metrics = figures["val_metrics"].axes
     assert [ax.get_title() for ax in metrics] == ["val_acc", "val_hr10", "val_ndcg10"]
     assert all(len(ax.get_lines()) == 4 for ax in metrics)
-    (theta_ax,) = figures["theta"].axes
+    (theta_ax,) = figures["weights"].axes  # only θ: the seed's four log nothing else
     assert len(theta_ax.get_lines()) == 2  # reweight and reweight-flood only
 
 
@@ -60,7 +60,7 @@ def test_no_theta_figure_without_reweight_and_log_scale(loaded):
     runs, _ = loaded
     kept = [r for r in runs if not r.config["strategy"].startswith("reweight")]
     figures = plot.make_figures(kept, report.summarize(kept), log_loss=True)
-    assert "theta" not in figures
+    assert "weights" not in figures
     assert all(ax.get_yscale() == "log" for ax in figures["loss_curves"].axes)
     assert len(figures["loss_curves"].axes[1].get_lines()) == 2
 
@@ -82,7 +82,7 @@ def test_plot_results_writes_valid_files(loaded, tmp_path, fmt):
     runs, summary = loaded
     paths = plot.plot_results(runs, summary, tmp_path, fmt=fmt)
     assert [p.name for p in paths] == [f"loss_curves.{fmt}", f"val_metrics.{fmt}",
-                                       f"theta.{fmt}"]
+                                       f"weights.{fmt}"]
     for path in paths:
         assert path.parent == tmp_path / "plots"
         assert path.read_bytes().startswith(MAGIC[fmt])

@@ -18,8 +18,7 @@ from lossbench.trainer import init_model
 
 SUMMARY_KEYS = {"status", "best_epoch", "test_loss", "test_acc", "test_hr10", "test_ndcg10",
                 "final_val_loss", "final_train_loss", "wall_seconds"}
-CONFIG_KEYS = {"strategy", "b", "alpha", "lam", "theta0", "detach_theta", "seed", "task",
-               "seeds", "versions", "device_used"}
+CONFIG_KEYS = {"strategy", "b", "params", "seed", "task", "seeds", "versions", "device_used"}
 
 
 def run_folders(out: Path) -> list[Path]:
@@ -41,6 +40,7 @@ def test_run_flood_writes_the_three_files(runner, tiny, tmp_path):
     config = json.loads((folder / "config.json").read_text())
     assert CONFIG_KEYS <= set(config)
     assert (config["strategy"], config["b"], config["seed"]) == ("flood", 0.1, 0)
+    assert config["params"] == {}  # flood = plain weighting: no parameters
     assert config["seeds"] == {"data": 0, "init": 10_000, "batch": 20_000}
     assert set(config["versions"]) == {"lossbench", "torch", "python"}
     rows = read_csv(folder / "metrics.csv")
@@ -86,7 +86,8 @@ def test_reweight_records_theta_and_detach_switch(tiny, tmp_path):
                              out=tmp_path)
         (run,) = comparison.runs
         runs[detach] = read_csv(run.dir / "metrics.csv")
-        assert json.loads((run.dir / "config.json").read_text())["detach_theta"] is detach
+        params = json.loads((run.dir / "config.json").read_text())["params"]
+        assert params["detach_theta"] is detach and params["alpha"] == 0.1
     thetas = [float(r["theta"]) for r in runs[False]]
     assert all(0.0 < t < 1.0 for t in thetas)
     assert runs[False] != runs[True]
@@ -157,7 +158,7 @@ def test_experiment_toml_loads_and_cli_overrides_it(tmp_path):
     assert default.task == "synthetic" and default.b > 0
     cfg = load_config(Path(__file__).parents[1] / "experiments" / "synthetic.toml",
                       {"strategy": "reweight", "alpha": "0.3", "lam": 2})
-    assert (cfg.strategy, cfg.alpha, cfg.lam) == ("reweight", 0.3, 2.0)
+    assert (cfg.strategy, cfg.params["alpha"], cfg.params["lam"]) == ("reweight", 0.3, 2.0)
 
 
 def write(path: Path, text: str) -> Path:

@@ -46,7 +46,7 @@ def test_plain_is_the_sum_with_unit_gradients():
     s = build_strategy("plain")
     for main_value, aux_value in STEPS:
         main, aux = leaves(main_value, aux_value)
-        total = s(main, aux)
+        total = s(main, aux).objective
         total.backward()
         assert total.item() == pytest.approx(main_value + aux_value)
         assert (float(main.grad), float(aux.grad)) == (1.0, 1.0)
@@ -58,7 +58,7 @@ def test_flood_on_the_total_over_steps():
     s = build_strategy("flood", b=b)
     for main_value, aux_value in STEPS:
         main, aux = leaves(main_value, aux_value)
-        total = s(main, aux)
+        total = s(main, aux).objective
         total.backward()
         raw = main_value + aux_value
         sign = 1.0 if raw > b else -1.0
@@ -73,7 +73,7 @@ def test_reweight_value_gradient_and_theta_over_steps(detach):
     theta = THETA0
     for main_value, aux_value in STEPS:
         main, aux = leaves(main_value, aux_value)
-        total = s(main, aux)
+        total = s(main, aux).objective
         total.backward()
         value, grad_main, grad_aux, theta = hand_reweight(main_value, aux_value, theta, detach)
         assert total.item() == pytest.approx(value, rel=1e-12)
@@ -86,7 +86,7 @@ def test_reweight_first_step_by_hand():
     # m = 2, a = 1: theta~ = 2/7, theta_1 = 0.1 * 2/7, L = 2 + theta_1.
     s = build_strategy("reweight", alpha=0.1, lam=5.0, theta0=0.0)
     main, aux = leaves(2.0, 1.0)
-    total = s(main, aux)
+    total = s(main, aux).objective
     total.backward()
     assert total.item() == pytest.approx(2.0 + 0.2 / 7)
     assert float(main.grad) == pytest.approx(1.0 + 0.1 * 5.0 / 49)
@@ -101,7 +101,7 @@ def test_reweight_flood_floods_the_reweighted_total(detach):
     theta = 0.5
     for main_value, aux_value in STEPS:
         main, aux = leaves(main_value, aux_value)
-        total = s(main, aux)
+        total = s(main, aux).objective
         total.backward()
         value, grad_main, grad_aux, theta = hand_reweight(main_value, aux_value, theta, detach)
         sign = 1.0 if value > b else -1.0
@@ -120,7 +120,7 @@ def test_theta_is_fresh_for_every_strategy_object():
 
 def test_reweight_keeps_theta_finite_when_both_losses_are_zero():
     s = build_strategy("reweight", lam=0.0)
-    total = s(*leaves(0.0, 0.0))
+    total = s(*leaves(0.0, 0.0)).objective
     assert math.isfinite(total.item()) and math.isfinite(s.theta)
 
 

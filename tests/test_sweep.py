@@ -119,7 +119,7 @@ def test_report_and_plot_without_a_folder_read_the_newest(runner, tiny_experimen
     result = runner.invoke(app, ["plot", "--out", str(out), "--format", "svg"])
     assert result.exit_code == 0, result.output
     paths = [Path(line) for line in result.stdout.split() if line.endswith(".svg")]
-    assert {p.name for p in paths} >= {"loss_curves.svg", "val_metrics.svg", "theta.svg"}
+    assert {p.name for p in paths} >= {"loss_curves.svg", "val_metrics.svg", "weights.svg"}
     assert all(p.parent == new / "plots" for p in paths)
     assert all(p.read_text().lstrip().startswith(("<?xml", "<svg")) for p in paths)
 
@@ -136,13 +136,13 @@ def test_plot_of_a_sweep_draws_the_sweep_figure(runner, tiny, tmp_path):
     (["sweep-b", "--b-grid", "0.1,-0.2"], "flood levels must be finite and >= 0"),
     (["sweep-b", "--b-range", "0:1:0"], "--b-range needs num >= 1"),
     (["sweep-b", "--b-range", "0:1"], "--b-range must be start:stop:num"),
-    (["sweep-b", "--strategy", "plain"], "--strategy must be flood or reweight-flood"),
+    (["sweep-b", "--strategy", "plain"], "--strategy must be a flooded strategy"),
     (["sweep-b", "--select", "test_loss"], "--select must be one of"),
     (["report", "{empty}"], "no runs found"),
     (["report", "{missing}"], "no such results folder"),
     (["report", "--out", "{empty}"], "no results folder under"),
     (["plot", "--out", "{missing}"], "no results folder under"),
-    (["sweep-b", "--set", "strategy=plain"], "sweep-b takes its strategy from --strategy"),
+    (["sweep-b", "--set", "strategy=plain"], "a sweep takes its strategy from --strategy"),
     (["run", "--jobs", "many"], "--jobs must be a positive integer or 'auto'"),
     (["run", "--jobs", "0"], "--jobs must be >= 1"),
     (["plot", "{empty}"], "no runs found"),

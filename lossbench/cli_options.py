@@ -1,0 +1,122 @@
+"""The options of the `lossbench` commands, declared once, and the strategy parameters as
+command-line options generated from the registry (lossbench/strategies/).
+
+    lossbench run --strategy reweight --alpha 0.3 --detach-theta --strategy weighted --w 0.2
+
+Every registered parameter is an option `--<name>` (underscores as dashes); a bool parameter
+is a flag with a `--no-<name>` twin. Plugins' parameters work the same once the plugin is
+named with --strategy. `strategy_help()` writes them into the commands' help.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lossbench.errors import ConfigError
+
+STRATEGY_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}
+"""Context settings of the commands that take strategy parameters as options: click leaves
+the options it does not know in ctx.args, and `parse_strategy_options` reads them."""
+
+
+def strategy_help() -> str:
+    """The commands' epilog: one line per built-in strategy parameter (name, type, default,
+    range, doc, owner)."""
+    from lossbench import strategies as registry
+
+    lines = ["Strategy parameters (also as --set name=value or `name = value` in --config; "
+             "lossbench strategies lists them with their strategies):"]
+    for name, param in registry.all_params().items():
+        flag = f"--{name.replace('_', '-')}"
+        kind = "flag" if param.type is bool else param.type.__name__.upper()
+        bound = f", {param.bound_text()}" if param.bound_text() else ""
+        lines.append(f"{flag} {kind}: {param.doc} (default {param.default}{bound}; "
+                     f"{', '.join(registry.owners(name))})")
+    return "\n\n".join(lines)
+
+
+def parse_strategy_options(args: list[str]) -> dict[str, Any]:
+    """`--alpha 0.3 --detach-theta --no-gcs-weighted --w=0.2` -> {"alpha": "0.3",
+    "detach_theta": True, "gcs_weighted": False, "w": "0.2"} (values are checked later, by
+    the registry). Anything else is the error click would give: no such option."""
+    from lossbench import strategies as registry
+
+    params = registry.all_params()
+    out: dict[str, Any] = {}
+    rest = list(args)
+    while rest:
+        token = rest.pop(0)
+        if not token.startswith("--"):
+            raise ConfigError(f"Got unexpected extra argument ({token})")
+        key, has_value, value = token[2:].partition("=")
+        name = key.replace("-", "_")
+        negated = name.startswith("no_") and name[3:] in params
+        if negated or (name in params and params[name].type is bool):
+            target = name[3:] if negated else name
+            if has_value:
+                raise ConfigError(f"option {token.split('=')[0]} is a flag and takes no value")
+            out[target] = not negated
+        elif name in params:
+            if not has_value:
+                if not rest:
+                    raise ConfigError(f"Option '{token}' requires an argument.")
+                value = rest.pop(0)
+            out[name] = value
+        else:
+            raise ConfigError(f"No such option: {token.split('=')[0]}")
+    return out
+
+
+DataDirOpt = Annotated[str | None, typer.Option(
+    help="movielens: data folder (default $LOSSBENCH_DATA_DIR, else ~/.cache/lossbench).")]
+MinRatingOpt = Annotated[float | None, typer.Option(
+    help="movielens, interactions: keep ratings >= this (0 = all, RecBole's default).")]
+KCoreOpt = Annotated[int | None, typer.Option(
+    help="movielens: keep users and items with >= k interactions (0 = off).")]
+JobsOpt = Annotated[str, typer.Option(
+    envvar="LOSSBENCH_JOBS", show_envvar=True,
+    help="Worker processes for independent runs: a number, or auto (CPU: one per core, at "
+    "most one per run; CUDA: one per GPU).")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    min=1, help="torch threads per run (default 1, so CPU results do not depend on the "
+    "machine's core count; more threads give other last digits).")]
+StrategyOpt = Annotated[list[str] | None, typer.Option(
+    "--strategy", "-s", help="A strategy (plain, reweight, flood, reweight-flood, weighted, "
+    "uncertainty, dwa, gcs, pcgrad, iflood, any X-flood or X-iflood; see lossbench "
+    "strategies), a group (all = the seed's four, builtins) or a plugin module:Class; "
+    "repeatable.")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", "-c", help="TOML file of settings (see experiments/).")]
+SeedOpt = Annotated[int | None, typer.Option(min=0, help="First seed.")]
+TaskOpt = Annotated[str | None, typer.Option(
+    help="synthetic (default), movielens or interactions (your own file, --data).")]
+DatasetOpt = Annotated[str | None, typer.Option(help="movielens: ml-100k or ml-1m.")]
+EpochsOpt = Annotated[int | None, typer.Option(help="Training epochs.")]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu or cuda.")]
+OutOpt = Annotated[Path, typer.Option(help="Results folder.")]
+ResumeOpt = Annotated[bool, typer.Option(
+    "--resume/--restart", help="Unfinished runs (killed or interrupted) continue from their "
+    "checkpoint (--resume, the default) or start afresh (--restart). Complete runs are "
+    "skipped either way; delete a run folder to redo it.")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override any setting: --set key=value (repeatable).")]
+
+
+def collect_overrides(options: dict[str, Any], pairs: list[str] | None) -> dict[str, Any]:
+    """CLI overrides: the options the user gave (not None), then --set key=value pairs."""
+    from lossbench.config import parse_set
+
+    overrides = {k: v for k, v in options.items() if v is not None}
+    overrides.update(parse_set(pairs or []))
+    return overrides
+
+
+
+ResultsArg = Annotated[Path | None, typer.Argument(
+    help="A results folder: one run, an experiment (run --strategy all) or a sweep. "
+    "Default: the most recently written folder under --out.", show_default=False)]
+ReadOutOpt = Annotated[Path, typer.Option(
+    help="Where to look for the most recent results folder when none is given.")]
