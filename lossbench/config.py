@@ -128,6 +128,10 @@ class RunConfig:
     """Flood level: L~ = |L - b| + b for flooded strategies (X-flood, X-iflood), unless the
     weighting has its own level (reweight's b_reweight). The default suits the default
     synthetic task; choose it for yours with sweep-b."""
+    b_example: float = 4.0
+    """Flood level of example flooding (X-iflood), on the scale of ONE L_main example (not of
+    the weighted total); negative = use b. The default (about 0.9 x plain's mean L_main at its
+    best epoch) suits the default synthetic task."""
     params: dict = field(default_factory=dict)
     """Strategy parameters by name (alpha, lam, w, ...: each declared, with its type, range
     and default, by a strategy in the registry, lossbench/strategies/). In a config file or

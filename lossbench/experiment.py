@@ -44,7 +44,7 @@ from lossbench.seeds import run_seeds
 from lossbench.tasks import Task, build_task, task_key
 from lossbench.trainer import resolve_device, train
 
-STRATEGY_FIELDS = ("strategy", "b", "params", "seed")
+STRATEGY_FIELDS = ("strategy", "b", "b_example", "params", "seed")
 """Settings that may differ between the runs of one experiment folder."""
 
 
@@ -85,14 +85,15 @@ def plan_runs(base: RunConfig, strategies: list[str], seeds: list[int]) -> list[
     """One validated RunConfig per (seed, strategy), seed-major. Each run holds its own
     strategy's parameters (`strategies.run_params`: the given values, else the defaults) and
     the flood level it actually uses (`strategies.flood_level`: 0 without flooding, the
-    weighting's own level such as b_reweight when set >= 0, else b)."""
+    weighting's own level such as b_reweight when set >= 0, b_example for example flooding,
+    else b)."""
     runs = []
     names = expand_strategies(strategies)
     for seed in seeds:
         for name in names:
             runs.append(validate(dataclasses.replace(
                 base, strategy=name, seed=seed,
-                b=registry.flood_level(name, base.params, base.b),
+                b=registry.flood_level(name, base.params, base.b, base.b_example),
                 params=registry.run_params(name, base.params))))
     return runs
 

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,10 @@ def config_hash(settings: dict[str, Any], length: int = 8) -> str:
 
 
 def run_dir_name(settings: dict[str, Any]) -> str:
-    """`<task>__<strategy>__b<b>__s<seed>__<hash of all settings>` for a RunConfig dict."""
-    return (f"{settings['task']}__{settings['strategy']}__b{settings['b']:g}"
+    """`<task>__<strategy>__b<b>__s<seed>__<hash of all settings>` for a RunConfig dict; a
+    plugin's `module:Class` becomes `module.Class` (only letters, digits, `.`, `_`, `-`)."""
+    strategy = re.sub(r"[^A-Za-z0-9._-]", ".", settings["strategy"])
+    return (f"{settings['task']}__{strategy}__b{settings['b']:g}"
             f"__s{settings['seed']}__{config_hash(settings, 6)}")
 
 

@@ -5,8 +5,9 @@
 Per epoch: batches in an order that depends only on (batch seed, epoch); for each batch
 `losses = compute_losses(...)`, `step = objective(losses.main, losses.aux)` (the strategy and
 its flooding, lossbench/strategies/), one optimiser step on `step.objective` (or, for a
-gradient-combining strategy, on the gradient it combines). Then validation; the best epoch by `cfg.best_by` keeps a copy of the weights, and the
-test split is evaluated once, with those weights, at the end. A NaN or infinite loss stops
+gradient-combining strategy, on the gradient it combines). Then validation; the best epoch
+by `cfg.best_by` keeps a copy of the weights, and the test split is evaluated once, with
+those weights, at the end. A NaN or infinite loss stops
 the run with status `diverged`.
 """
 

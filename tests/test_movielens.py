@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from lossbench.config import load_config
-from lossbench.data import dataset_spec
+from lossbench.data import dataset_spec, file_sha256
 from lossbench.errors import DataError
 from lossbench.tasks import build_task
+from lossbench.tasks.interactions import train_windows
 from lossbench.tasks.movielens import (
     filter_ratings,
     make_movielens,
     read_ratings,
-    train_windows,
     user_sequences,
 )
 from lossbench.trainer import train
@@ -51,18 +51,21 @@ ROWS = [(7, 40, 5, 400), (3, 20, 1, 5), (7, 20, 4, 200), (7, 30, 3, 100), (3, 30
 def test_hand_example_in_both_formats(tmp_path, dataset):
     write_ratings(tmp_path, dataset, ROWS)
     task = movielens(tmp_path, dataset=dataset, max_len=3)
-    # items remapped in raw id order: 10 -> 1, 20 -> 2, 30 -> 3, 40 -> 4, 50 -> 5
-    # user 3 (first): 2, 3, 4; user 7: 3, 2, 1, 4, 5
+    # ids numbered in order of first appearance in the file (since issue 12; before, in
+    # increasing raw id): users 7 -> first, 3 -> second; items 40 -> 1, 20 -> 2, 30 -> 3,
+    # 10 -> 4, 50 -> 5. User 7 by time: 3, 2, 4, 1, 5; user 3: 2, 3, 1
     assert task.n_items == 5 and task.name == dataset
-    assert task.val.inputs.tolist() == [[0, 0, 2], [3, 2, 1]]
-    assert task.val.targets.tolist() == [3, 4]
-    assert task.test.inputs.tolist() == [[0, 2, 3], [2, 1, 4]]
-    assert task.test.targets.tolist() == [4, 5]
-    # training sequences: [2] (no target) and [3, 2, 1] -> one window
+    assert task.val.inputs.tolist() == [[3, 2, 4], [0, 0, 2]]
+    assert task.val.targets.tolist() == [1, 3]
+    assert task.test.inputs.tolist() == [[2, 4, 1], [0, 2, 3]]
+    assert task.test.targets.tolist() == [5, 1]
+    # training sequences: [3, 2, 4] -> one window, and [2] (no target)
     assert task.train.inputs.tolist() == [[0, 3, 2]]
-    assert task.train.targets.tolist() == [[0, 2, 1]]
+    assert task.train.targets.tolist() == [[0, 2, 4]]
+    path = tmp_path / dataset / FORMATS[dataset][0]
     assert task.info == {
-        "dataset": dataset, "ratings_file": str(tmp_path / dataset / FORMATS[dataset][0]),
+        "dataset": dataset, "ratings_file": str(path), "sha256": file_sha256(path),
+        "n_rows": 8, "n_dropped_min_rating": 0, "n_dropped_k_core": 0,
         "n_users": 2, "n_items": 5, "n_interactions": 8, "n_train_targets": 2,
         "n_train_windows": 1, "n_val": 2, "n_test": 2, "n_train_only_users": 0,
         "min_rating": 0, "k_core": 0, "max_len": 3}
@@ -73,8 +76,9 @@ def test_hand_example_in_both_formats(tmp_path, dataset):
 def test_equal_timestamps_keep_file_order():
     rows = np.array([(1, 5, 1, 10), (1, 3, 1, 10), (1, 9, 1, 5), (1, 4, 1, 10)])
     items, starts, lengths, n_items = user_sequences(rows)
-    # raw items 3, 4, 5, 9 -> 1, 2, 3, 4; time 5 first, then 5, 3, 4 in file order
-    assert items.tolist() == [4, 3, 1, 2] and starts.tolist() == [0]
+    # first appearance: raw items 5, 3, 9, 4 -> 1, 2, 3, 4; time 5 first, then 5, 3, 4 in
+    # file order
+    assert items.tolist() == [3, 1, 2, 4] and starts.tolist() == [0]
     assert lengths.tolist() == [4] and n_items == 4
 
 
@@ -118,7 +122,8 @@ def test_users_with_fewer_than_three_ratings_train_only(tmp_path):
     task = movielens(tmp_path, max_len=3)
     assert task.info["n_users"] == 4 and task.info["n_train_only_users"] == 2
     assert len(task.val) == len(task.test) == 2
-    assert sorted(map(tuple, task.train.targets.tolist())) == [(0, 0, 5), (0, 2, 1)]
+    # items by first appearance (40, 20, 30, 10, 50 -> 1..5): user 9's 10, 50 -> 4, 5
+    assert sorted(map(tuple, task.train.targets.tolist())) == [(0, 0, 5), (0, 2, 4)]
     write_ratings(tmp_path, "ml-100k", [(1, 1, 1, 1), (1, 2, 1, 2), (2, 1, 1, 1)])
     with pytest.raises(DataError, match="no user .* has 3 or more ratings"):
         movielens(tmp_path, max_len=3)

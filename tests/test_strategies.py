@@ -137,3 +137,110 @@ def test_bad_parameters_are_config_errors(kwargs, message):
     name = kwargs.pop("name")
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("]", r"\]")):
         build_strategy(name, **kwargs)
+
+
+# --- the field's baselines, by hand ------------------------------------------------------
+
+
+def term(*values: float) -> tuple:
+    """A LossTerm of leaf per-example values (float64) and its mean; returns (term, leaf)."""
+    from lossbench.losses import LossTerm
+
+    leaf = torch.tensor(values, dtype=torch.float64, requires_grad=True)
+    return LossTerm(leaf, leaf.mean()), leaf
+
+
+def test_weighted_is_main_plus_w_aux():
+    s = build_strategy("weighted", w=0.3)
+    (main, m), (aux, a) = term(2.0), term(1.5)
+    step = s(main, aux)
+    step.objective.backward()
+    assert step.objective.item() == pytest.approx(2.0 + 0.3 * 1.5)
+    assert (float(m.grad), float(a.grad)) == pytest.approx((1.0, 0.3))
+
+
+def test_uncertainty_value_and_gradients_by_hand():
+    s = build_strategy("uncertainty", log_var0=-0.5)
+    (main, m), (aux, a) = term(2.0), term(1.0)
+    total = s(main, aux).objective
+    total.backward()
+    w = 1 / (2 * math.exp(-0.5))
+    assert total.item() == pytest.approx(2.0 * w - 0.25 + 1.0 * w - 0.25)
+    assert (float(m.grad), float(a.grad)) == pytest.approx((w, w))
+    # dL/ds_k = -L_k / (2 e^{s_k}) + 1/2
+    assert s.weighting.log_var.grad.tolist() == pytest.approx([-2.0 * w + 0.5, -w + 0.5])
+    state = s.weighting.log_state()
+    assert (state["s_main"], state["w_aux"]) == pytest.approx((-0.5, w))
+
+
+def test_dwa_weights_from_the_last_two_epochs():
+    s = build_strategy("dwa", dwa_temp=2.0).weighting
+    assert (s.w_main, s.w_aux) == (1.0, 1.0)
+    s.end_epoch({"main": 2.0, "aux": 1.0})
+    assert (s.w_main, s.w_aux) == (1.0, 1.0)  # equal weights in the first two epochs
+    s.end_epoch({"main": 1.5, "aux": 0.9})
+    r_main, r_aux = 1.5 / 2.0, 0.9 / 1.0
+    expected = 2 * math.exp(r_main / 2) / (math.exp(r_main / 2) + math.exp(r_aux / 2))
+    assert s.w_main == pytest.approx(expected) and s.w_main + s.w_aux == pytest.approx(2.0)
+    (main, m), (aux, a) = term(3.0), term(2.0)
+    total = s(main, aux)
+    assert total.item() == pytest.approx(3.0 * s.w_main + 2.0 * s.w_aux)
+    s.end_epoch({"main": 1.5, "aux": 0.0})  # L_aux = 0 (--aux none): ratio 0/0.9, then 1
+    s.end_epoch({"main": 1.5, "aux": 0.0})
+    assert math.isfinite(s.w_aux)
+
+
+@pytest.mark.parametrize("g_aux, weighted, expected", [
+    ([1.0, 1.0], False, [2.0, 1.0]),                        # cos > 0: g_aux used
+    ([-1.0, 0.0], False, [1.0, 0.0]),                       # cos < 0: g_main alone
+    ([1.0, 1.0], True, [1 + 2 ** -0.5, 2 ** -0.5]),         # weighted: max(0, cos) g_aux
+])
+def test_gcs_gates_the_auxiliary_gradient(g_aux, weighted, expected):
+    s = build_strategy("gcs", gcs_weighted=weighted).weighting
+    (combined,) = s.combine_grads([torch.tensor([1.0, 0.0])], [torch.tensor(g_aux)])
+    assert combined.tolist() == pytest.approx(expected)
+    assert s.log_state()["cos"] == pytest.approx(
+        float(torch.nn.functional.cosine_similarity(torch.tensor([1.0, 0.0]),
+                                                    torch.tensor(g_aux), dim=0)))
+
+
+def test_pcgrad_projects_conflicting_gradients():
+    s = build_strategy("pcgrad").weighting
+    g1, g2 = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])
+    (combined,) = s.combine_grads([g1], [g2])
+    # g1 - (g1.g2 / |g2|^2) g2 = [0.5, 0.5]; g2 - (g1.g2 / |g1|^2) g1 = [0, 1]
+    assert combined.tolist() == pytest.approx([0.5, 1.5])
+    (same,) = s.combine_grads([g1], [torch.tensor([1.0, 1.0])])  # no conflict: the sum
+    assert same.tolist() == pytest.approx([2.0, 1.0])
+    assert s.log_state()["conflict"] == pytest.approx(0.5)  # one of two steps conflicted
+
+
+def test_iflood_floods_each_main_example_before_the_weighting():
+    s = build_strategy("iflood", b=0.5)
+    (main, m), (aux, a) = term(0.2, 1.0, 3.0), term(0.1, 0.3)
+    step = s(main, aux)
+    step.objective.backward()
+    assert step.objective.item() == pytest.approx((0.8 + 1.0 + 3.0) / 3 + 0.2)
+    assert m.grad.tolist() == pytest.approx([-1 / 3, 1 / 3, 1 / 3])  # below b: ascent
+    assert a.grad.tolist() == pytest.approx([0.5, 0.5])  # L_aux is not flooded
+    assert float(step.below) == pytest.approx(1 / 3)  # the fraction of examples below b
+
+
+def test_gradient_strategy_step_flips_sign_under_batch_flooding():
+    """train_step with gcs-flood on a one-parameter model: L_main = (p - 1)^2 and
+    L_aux = (p + 1)^2 conflict at p = 0.5 (g_main = -1, g_aux = 3: aux dropped); below b
+    the update is flipped."""
+    from lossbench.losses import Losses, LossTerm
+    from lossbench.trainer import train_step
+
+    for b, sign in ((0.0, 1.0), (10.0, -1.0)):
+        model = torch.nn.Linear(1, 1, bias=False)
+        with torch.no_grad():
+            model.weight.fill_(0.5)
+        p = model.weight[0, 0]
+        main, aux = (p - 1) ** 2, (p + 1) ** 2
+        losses = Losses(LossTerm(main.reshape(1), main), LossTerm(aux.reshape(1), aux))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        step = train_step(model, optimizer, build_strategy("gcs-flood", b=b), losses)
+        assert float(step.total.detach()) == pytest.approx(0.25 + 2.25)
+        assert float(model.weight) == pytest.approx(0.5 - 0.1 * sign * -1.0)

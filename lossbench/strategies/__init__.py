@@ -273,12 +273,16 @@ def run_params(name: str, given: dict[str, Any]) -> dict[str, Any]:
             for p in cls.params}
 
 
-def flood_level(name: str, given: dict[str, Any], b: float) -> float:
-    """The flood level b of a run: 0 without flooding; the weighting's own flood-level
+def flood_level(name: str, given: dict[str, Any], b: float, b_example: float = -1.0
+                ) -> float:
+    """The flood level b of a run: 0 without flooding; for example flooding `b_example` when
+    it is >= 0 (one example's scale); for batch flooding the weighting's own flood-level
     setting when it has one and it is >= 0 (`b_reweight`); else `b`."""
     weighting, flooding = split_name(name)
     if flooding == "none":
         return 0.0
+    if flooding == "example":
+        return float(b_example if b_example >= 0 else b)
     own = weighting_class(weighting).flood_param
     if own is not None:
         level = own.check(given[own.name]) if own.name in given else own.default

@@ -6,15 +6,24 @@ always the point of prediction.
 - `Task.train.inputs` [N, T] histories, `Task.train.targets` [N, T]: the next item at every
   position (0 = no target there). Every non-zero target is one training example.
 - `Task.val` / `Task.test`: `inputs` [M, T], `targets` [M], the item that follows the history.
+  (For MovieLens and interactions files, val.inputs and test.inputs are two views of one
+  [M, T + 1] array, so they need not be contiguous.)
+
+Tasks: `synthetic` (generated), `movielens` (ml-100k, ml-1m), `interactions` (any file; the
+last two share one pipeline). `build_task` adds `label_noise` to any of them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
+import numpy as np
+import torch
 from torch import Tensor
 
 from lossbench.config import RunConfig
+from lossbench.seeds import run_seeds
 
 
 @dataclass(frozen=True)
@@ -41,20 +50,73 @@ class Task:
 
 
 def build_task(cfg: RunConfig) -> Task:
-    """The task named by `cfg.task`, built from the data seed of `cfg.seed`."""
+    """The task named by `cfg.task`, built from the data seed of `cfg.seed`, with
+    `cfg.label_noise` applied to its training targets (`with_label_noise`)."""
     if cfg.task == "synthetic":
         from lossbench.tasks.synthetic import make_synthetic
 
-        return make_synthetic(cfg)
-    from lossbench.tasks.movielens import make_movielens
+        task = make_synthetic(cfg)
+    elif cfg.task == "movielens":
+        from lossbench.tasks.movielens import make_movielens
 
-    return make_movielens(cfg)
+        task = make_movielens(cfg)
+    else:
+        from lossbench.tasks.interactions import make_interactions
+
+        task = make_interactions(cfg)
+    return with_label_noise(task, cfg.label_noise, run_seeds(cfg.seed).data)
+
+
+def with_label_noise(task: Task, fraction: float, data_seed: int) -> Task:
+    """`task` with round(fraction * n) of its n training targets (the non-zero entries of
+    train.targets), chosen uniformly without replacement, replaced by items drawn uniformly
+    from 1..n_items (a draw may equal the clean target), both from
+    np.random.default_rng([data_seed, 1]). Validation and test are untouched; fraction 0
+    returns `task` itself."""
+    if fraction <= 0:
+        return task
+    targets = task.train.targets.numpy().copy()
+    flat = targets.reshape(-1)
+    rng = np.random.default_rng([data_seed, 1])
+    chosen = rng.choice(np.flatnonzero(flat), size=round(fraction * np.count_nonzero(flat)),
+                        replace=False)
+    flat[chosen] = rng.integers(1, task.n_items + 1, size=len(chosen))
+    info = {**task.info, "label_noise": fraction, "n_label_noise_targets": len(chosen)}
+    return replace(task, train=Split(task.train.inputs, torch.from_numpy(targets)), info=info)
 
 
 def task_key(cfg: RunConfig) -> tuple:
     """Settings that determine the data: runs with equal keys can share one built Task."""
+    noise = (cfg.label_noise, cfg.seed) if cfg.label_noise > 0 else (0.0,)
     if cfg.task == "synthetic":
         return ("synthetic", cfg.seed, cfg.n_items, cfg.n_train_users, cfg.n_val_users,
                 cfg.n_test_users, cfg.seq_len, cfg.noise, cfg.taste_prob, cfg.taste_dim,
-                cfg.taste_scale, cfg.markov_fanout)
-    return ("movielens", cfg.dataset, cfg.data_dir, cfg.min_rating, cfg.k_core, cfg.max_len)
+                cfg.taste_scale, cfg.markov_fanout, *noise)
+    if cfg.task == "movielens":
+        return ("movielens", cfg.dataset, cfg.data_dir, cfg.min_rating, cfg.k_core,
+                cfg.max_len, *noise)
+    return ("interactions", str(Path(cfg.data).expanduser().resolve()), cfg.user_col,
+            cfg.item_col, cfg.time_col, cfg.rating_col, cfg.min_rating, cfg.k_core,
+            cfg.max_len, *noise)
+
+
+def data_fingerprint(cfg: RunConfig) -> dict:
+    """What identifies the data beyond the settings, for config.json and the experiment
+    hash: {} for synthetic (the settings are the data); the ratings file's SHA-256 for
+    movielens (found or downloaded as `build_task` does); for interactions the file's
+    SHA-256 and the settings that preprocess it. DataError if the file cannot be read."""
+    if cfg.task == "synthetic":
+        return {}
+    from lossbench.tasks.interactions import file_digest
+
+    if cfg.task == "movielens":
+        from lossbench.data import ratings_file
+
+        path = ratings_file(cfg.dataset, cfg.data_dir)
+        return {"file": path.name, "sha256": file_digest(path)}
+    from lossbench.tasks.interactions import open_layout
+
+    path = open_layout(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col, cfg.rating_col).path
+    return {"file": path.name, "sha256": file_digest(path), "user_col": cfg.user_col,
+            "item_col": cfg.item_col, "time_col": cfg.time_col, "rating_col": cfg.rating_col,
+            "min_rating": cfg.min_rating, "k_core": cfg.k_core, "max_len": cfg.max_len}
