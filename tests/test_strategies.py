@@ -182,7 +182,7 @@ def test_dwa_weights_from_the_last_two_epochs():
     r_main, r_aux = 1.5 / 2.0, 0.9 / 1.0
     expected = 2 * math.exp(r_main / 2) / (math.exp(r_main / 2) + math.exp(r_aux / 2))
     assert s.w_main == pytest.approx(expected) and s.w_main + s.w_aux == pytest.approx(2.0)
-    (main, m), (aux, a) = term(3.0), term(2.0)
+    (main, _), (aux, _) = term(3.0), term(2.0)
     total = s(main, aux)
     assert total.item() == pytest.approx(3.0 * s.w_main + 2.0 * s.w_aux)
     s.end_epoch({"main": 1.5, "aux": 0.0})  # L_aux = 0 (--aux none): ratio 0/0.9, then 1
