@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lossbench.config import RunConfig, load_config
+from lossbench.errors import ConfigError
 from lossbench.experiment import Comparison, Events, plan_runs, run_comparison
 
 
@@ -36,20 +37,52 @@ def plan(strategy: str | list[str] | None = None, config: str | Path | None = No
     return plan_runs(base, as_list(strategy, base), [base.seed + i for i in range(seeds)])
 
 
+def workers(jobs: int | str, backend: str = "local", address: str | None = None,
+            storage: str | Path | None = None, num_cpus: float | None = None,
+            num_gpus: float | None = None) -> Any:
+    """Where the runs go: `jobs` for the local backend, a `ray_backend.RayOptions` for
+    backend "ray" (Ray must be installed: checked here, before anything is written). The
+    Ray options with the local backend are a ConfigError."""
+    if backend == "local":
+        given = [name for name, value in (("--address", address), ("--storage", storage),
+                 ("--num-cpus", num_cpus), ("--num-gpus", num_gpus)) if value is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply with --backend ray")
+        return jobs
+    if backend != "ray":
+        raise ConfigError(f"--backend must be local or ray, got '{backend}'")
+    from lossbench.ray_backend import RayOptions, require_ray
+
+    require_ray()
+    resources = {k: float(v) for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus))
+                 if v is not None}
+    return RayOptions(address=address, storage=None if storage is None else str(storage),
+                      **resources)
+
+
 def run(strategy: str | list[str] | None = None, config: str | Path | None = None,
         seeds: int = 1, out: str | Path = "results", name: str | None = None,
         events: Events | None = None, jobs: int | str = 1, threads: int | None = None,
-        restart: bool = False, **settings: Any) -> Comparison:
+        restart: bool = False, backend: str = "local", address: str | None = None,
+        storage: str | Path | None = None, num_cpus: float | None = None,
+        num_gpus: float | None = None, **settings: Any) -> Comparison:
     """`lossbench run`: every strategy on seeds seed .. seed + seeds - 1, paired; `jobs`
     worker processes (an int or "auto"), `threads` torch threads per run (default 1), and
     with `restart` unfinished runs start afresh instead of from their checkpoint.
 
     The CLI's default is `--jobs auto`; here it is 1, because worker processes are spawned
     and a script that starts them must guard its top level with `if __name__ ==
-    "__main__":`. Results are the same either way (one torch thread per run)."""
+    "__main__":`. Results are the same either way (one torch thread per run).
+
+    `backend="ray"` runs every run as a Ray task instead (`jobs` is then unused): `address`
+    of a cluster (default: $RAY_ADDRESS, else a local Ray on all cores; a Ray session
+    already initialised in this process is used as it is), `storage` for checkpoints (a
+    path or fsspec URL; default: the results folder), `num_cpus` / `num_gpus` per run
+    (default 1 / 0; fractions allowed). See lossbench/ray_backend.py."""
+    where = workers(jobs, backend, address, storage, num_cpus, num_gpus)
     base = base_config(config, **settings)
     return run_comparison(base, as_list(strategy, base), [base.seed + i for i in range(seeds)],
-                          out=out, name=name, events=events, jobs=jobs,
+                          out=out, name=name, events=events, jobs=where,
                           threads=threads, restart=restart)
 
 
@@ -57,14 +90,18 @@ def sweep(strategy: str = "weighted", param: str = "w", grid: str | list[float] 
           value_range: str | None = None, select: str = "val_loss", seeds: int = 3,
           config: str | Path | None = None, out: str | Path = "results",
           events: Events | None = None, on_grid=None, jobs: int | str = 1,
-          threads: int | None = None, restart: bool = False, **settings: Any) -> dict:
+          threads: int | None = None, restart: bool = False, backend: str = "local",
+          address: str | None = None, storage: str | Path | None = None,
+          num_cpus: float | None = None, num_gpus: float | None = None,
+          **settings: Any) -> dict:
     """`lossbench sweep`: every value of `grid` (a list of floats or the CLI's
     comma-separated string; or `value_range` start:stop:num) of the strategy parameter
     `param`, chosen on validation; returns the content of sweep.json plus its folder under
-    "dir". `param = "b"` is `sweep_b`."""
+    "dir". `param = "b"` is `sweep_b`. `backend` and the Ray options: as in `run`."""
     from lossbench.sweep import parse_grid
     from lossbench.sweep import sweep as run_sweep
 
+    jobs = workers(jobs, backend, address, storage, num_cpus, num_gpus)
     if isinstance(grid, list | tuple):
         grid = ",".join(repr(float(v)) for v in grid)
     names = ("--b-grid", "--b-range") if param == "b" else ("--grid", "--range")
@@ -115,3 +152,23 @@ def plot(results_dir: str | Path, fmt: str = "png", log_loss: bool = False) -> l
     runs = report_module.load_runs(results_dir)
     return plot_module.plot_results(runs, report_module.summarize(runs), results_dir,
                                     fmt=fmt, log_loss=log_loss)
+
+
+def export(results_dir: str | Path, to: str, tracking_uri: str = "sqlite:///mlflow.db",
+           experiment_name: str = "lossbench", logdir: str | Path = "runs") -> dict:
+    """`lossbench export`: every run folder of `results_dir` into MLflow (`to="mlflow"`:
+    `tracking_uri`, `experiment_name`) or TensorBoard (`to="tensorboard"`: `logdir`).
+    Exporting again replaces changed runs and skips unchanged ones. Returns what was done
+    (`export.Exported` as a dict)."""
+    import dataclasses
+
+    from lossbench import export as export_module
+
+    if to == "mlflow":
+        done = export_module.export_mlflow(results_dir, tracking_uri=tracking_uri,
+                                           experiment_name=experiment_name)
+    elif to == "tensorboard":
+        done = export_module.export_tensorboard(results_dir, logdir=logdir)
+    else:
+        raise ConfigError(f"--to must be mlflow or tensorboard, got '{to}'")
+    return dataclasses.asdict(done)

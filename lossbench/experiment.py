@@ -25,6 +25,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -43,6 +44,9 @@ from lossbench.recorder import (
 from lossbench.seeds import run_seeds
 from lossbench.tasks import Task, build_task, task_key
 from lossbench.trainer import resolve_device, train
+
+if TYPE_CHECKING:
+    from lossbench.ray_backend import RayOptions
 
 STRATEGY_FIELDS = ("strategy", "b", "b_example", "params", "seed")
 """Settings that may differ between the runs of one experiment folder."""
@@ -144,14 +148,16 @@ def run_record(cfg: RunConfig, task: Task) -> dict:
 
 def run_comparison(base: RunConfig, strategies: list[str], seeds: list[int],
                    out: str | Path = "results", name: str | None = None,
-                   events: Events | None = None, jobs: int | str = 1,
+                   events: Events | None = None, jobs: int | str | RayOptions = 1,
                    threads: int | None = None, restart: bool = False) -> Comparison:
     """Run every (seed, strategy) pair, skipping runs already complete on disk. Unfinished
-    runs continue from their checkpoint, or start afresh with `restart`."""
+    runs continue from their checkpoint, or start afresh with `restart`. `jobs`: local worker
+    processes, or a `ray_backend.RayOptions` to run them as Ray tasks (`run_all`)."""
     events = events or Events()
     runs = plan_runs(base, strategies, seeds)
-    resolve_device(base.device)
-    resolve_jobs(jobs, len(runs), base.device)  # a bad --jobs fails before anything is written
+    if not on_ray(jobs):  # on Ray, devices are the workers' (checked there)
+        resolve_device(base.device)
+        resolve_jobs(jobs, len(runs), base.device)  # a bad --jobs fails before anything is written
     comparison = Comparison(Path(out) / (name or experiment_name(base)))
     created = make_folder(comparison.dir)
     try:
@@ -246,14 +252,29 @@ def thread_share(jobs: int, threads: int | None = None) -> int:
     return threads or DEFAULT_THREADS
 
 
+def on_ray(jobs: int | str | RayOptions) -> bool:
+    """Whether `jobs` sends the runs to Ray (a `ray_backend.RayOptions`; Ray itself is
+    imported only then)."""
+    from lossbench.ray_backend import RayOptions
+
+    return isinstance(jobs, RayOptions)
+
+
 def run_all(runs: list[RunConfig], comparison: Comparison, events: Events, *,
-            offset: int = 0, total: int | None = None, jobs: int | str = 1,
+            offset: int = 0, total: int | None = None, jobs: int | str | RayOptions = 1,
             threads: int | None = None, restart: bool = False) -> None:
     """Run (or skip, when complete on disk) each run, appending to `comparison.runs` in plan
     order. `offset`/`total` number the runs for progress when one comparison is run in
     several batches (a sweep). With `jobs` > 1 (after `resolve_jobs`) the runs go to that
-    many worker processes. Each run uses `thread_share(jobs, threads)` torch threads."""
+    many worker processes; with a `RayOptions` they are Ray tasks (`ray_backend.run_ray`).
+    Each run uses `thread_share(jobs, threads)` torch threads."""
     total = len(runs) + offset if total is None else total
+    if on_ray(jobs):
+        from lossbench.ray_backend import run_ray
+
+        run_ray(runs, comparison, events, offset=offset, total=total,
+                threads=thread_share(1, threads), restart=restart, options=jobs)
+        return
     jobs = resolve_jobs(jobs, len(runs), runs[0].device) if runs else 1
     if jobs > 1 and len(runs) > 1:
         run_parallel(runs, comparison, events, offset, total, jobs, thread_share(jobs, threads),

@@ -132,7 +132,8 @@ class Interactions:
         return len(self.user)
 
     def take(self, index: np.ndarray) -> Interactions:
-        """The rows at `index` (codes unchanged); self when index keeps every row."""
+        """The rows at `index`, increasing row numbers (codes unchanged); self when index
+        holds every row."""
         if len(index) == len(self):
             return self
         rating = None if self.rating is None else self.rating[index]
@@ -163,7 +164,7 @@ def open_layout(path: str | Path, user_col: str = "", item_col: str = "", time_c
         if path.is_dir():
             raise DataError(f"{path} is a folder, not an interactions file")
         with path.open("rb") as f:
-            head, second = f.readline(1 << 20), f.readline(1 << 20)
+            head = f.read(1 << 20)
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror}") from None
     if head.startswith(b"PAR1"):
@@ -172,10 +173,11 @@ def open_layout(path: str | Path, user_col: str = "", item_col: str = "", time_c
         except (pa.ArrowException, OSError) as exc:
             raise DataError(f"cannot read Parquet file {path}: {one_line(exc)}") from None
     else:
-        names, fmt, delimiter = read_header(path, head, second)
+        names, fmt, delimiter = read_header(path, head)
     for i, name in enumerate(names):
         if name in names[:i]:
-            raise DataError(f"{path}, line 1: column '{name}' appears twice in the header")
+            where_ = "" if fmt == "parquet" else ", line 1"
+            raise DataError(f"{path}{where_}: column '{name}' appears twice in the header")
     given = {"user": user_col, "item": item_col, "time": time_col, "rating": rating_col}
     columns = {role: find_column(path, names, role, given[role]) for role in NAMES}
     for role, name in columns.items():
@@ -186,10 +188,13 @@ def open_layout(path: str | Path, user_col: str = "", item_col: str = "", time_c
     return Layout(path, fmt, delimiter, names, columns)
 
 
-def read_header(path: Path, head: bytes, second: bytes) -> tuple[list[str], str, str]:
-    """(column names, format, delimiter) from the first two lines of a text file."""
+def read_header(path: Path, head: bytes) -> tuple[list[str], str, str]:
+    """(column names, format, delimiter) from the first bytes of a text file (a line ends at
+    LF, CR LF or CR, as for the CSV parser)."""
+    lines = re.split(rb"\r\n?|\n", head, maxsplit=2)
     try:
-        text, after = head.decode("utf-8-sig").rstrip("\r\n"), second.decode("utf-8")
+        text = lines[0].decode("utf-8-sig")
+        after = lines[1].decode("utf-8", errors="replace") if len(lines) > 2 else ""
     except UnicodeDecodeError:
         raise DataError(f"{path}, line 1: not UTF-8 text; expected a CSV/TSV header, a "
                         "RecBole .inter file or Parquet") from None
@@ -253,9 +258,11 @@ def read_interactions(layout: Layout, with_rating: bool = False) -> Interactions
     columns = {role: table.column(layout.columns[role]) for role in roles}
     del table
     for role, column in columns.items():
+        if pa.types.is_dictionary(column.type):  # Parquet categoricals: plain values
+            columns[role] = column = column.cast(column.type.value_type)
         check_present(layout, role, column)
-    user, n_users = codes(columns.pop("user"))
-    item, n_items = codes(columns.pop("item"))
+    user, n_users = id_codes(layout, "user", columns.pop("user"))
+    item, n_items = id_codes(layout, "item", columns.pop("item"))
     time = to_seconds(layout, columns.pop("time"))
     rating = to_numbers(layout, "rating", columns.pop("rating")) if with_rating else None
     POOL.release_unused()
@@ -290,26 +297,33 @@ def check_widths(layout: Layout) -> None:
     """DataError naming the first line whose number of fields differs from the header's."""
     with layout.path.open(encoding="utf-8", errors="replace", newline="") as f:
         reader = csv.reader(f, delimiter=layout.delimiter)
-        next(reader, None)
-        for row in reader:
-            if row and len(row) != len(layout.names):
-                raise DataError(f"{layout.path}, line {reader.line_num}: {len(row)} fields, "
-                                f"the header has {len(layout.names)} "
-                                f"({shorten(layout.delimiter.join(row))!r})")
+        try:
+            next(reader, None)
+            for row in reader:
+                if row and len(row) != len(layout.names):
+                    raise DataError(f"{layout.path}, line {reader.line_num}: {len(row)} "
+                                    f"fields, the header has {len(layout.names)} "
+                                    f"({shorten(layout.delimiter.join(row))!r})")
+        except csv.Error as exc:
+            raise DataError(f"{layout.path}, line {reader.line_num}: {exc}") from None
 
 
 def where(layout: Layout, row: int) -> str:
     """'line N' of data row `row` (0-based, empty lines skipped) in a text file, else 'row N'."""
-    if layout.format != "parquet":
-        with layout.path.open(encoding="utf-8", errors="replace", newline="") as f:
-            reader = csv.reader(f, delimiter=layout.delimiter)
+    if layout.format == "parquet":
+        return f"row {row + 1}"
+    with layout.path.open(encoding="utf-8", errors="replace", newline="") as f:
+        reader = csv.reader(f, delimiter=layout.delimiter)
+        seen = 0
+        try:
             next(reader, None)
-            seen = 0
             for fields in reader:
                 if fields and seen == row:
                     return f"line {reader.line_num}"
                 seen += bool(fields)
-    return f"row {row + 1}"
+        except csv.Error:
+            pass
+    return f"data row {row + 1}"
 
 
 def check_present(layout: Layout, role: str, column: pa.ChunkedArray) -> None:
@@ -328,6 +342,15 @@ def codes(column: pa.ChunkedArray) -> tuple[np.ndarray, int]:
     encoded = pc.dictionary_encode(column, memory_pool=POOL)  # one dictionary shared by all chunks
     parts = [chunk.indices.to_numpy() for chunk in encoded.chunks]
     return np.concatenate(parts), len(encoded.chunks[-1].dictionary)
+
+
+def id_codes(layout: Layout, role: str, column: pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    """`codes` of an id column; DataError for a type that has no distinct values (lists)."""
+    try:
+        return codes(column)
+    except pa.ArrowNotImplementedError:
+        raise DataError(f"{layout.path}: column '{layout.columns[role]}' holds "
+                        f"{column.type}, not {WHAT[role]}s") from None
 
 
 def to_seconds(layout: Layout, column: pa.ChunkedArray) -> np.ndarray:

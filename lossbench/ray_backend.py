@@ -1,0 +1,357 @@
+"""`--backend ray`: every run is a Ray task, so a comparison can use the cores of a cluster.
+
+    run_comparison(base, ["all"], seeds=[0, 1, 2], jobs=RayOptions(num_cpus=1))
+
+Each run is a plain Ray task (`train_remote`) with its own `num_cpus` / `num_gpus` (fractions
+allowed), retried by Ray when its worker dies (`max_retries`). Not a Tune trial: lossbench
+already chooses what runs (the plan), keeps its own results layout and resumes from its own
+checkpoints; Tune would add a second results folder, a scheduler and trial names to map back.
+
+A task trains with `experiment.run_one`, as a local run does, but into a scratch copy of the
+run folder on whatever node runs it. After every epoch it ships checkpoint.pkl, metrics.csv
+and config.json to the run's *store*, and at the end summary.json (the checkpoint then goes).
+The store is, by default, the driver's results folder itself: a small Ray actor pinned to the
+driver's node writes the files there, so no shared filesystem is needed and the folder looks
+exactly as a local run's, checkpoint included. With `storage` (a local path or a URL fsspec
+understands: s3://, gs://, ...) it is `<storage>/<experiment>/<run folder>/`, and the driver
+copies each run's files into the results folder when its task ends. A task starts by
+downloading what the store holds, so a task whose worker died resumes after its last epoch
+on any node, and on the CPU ends with the same metrics.csv as an uninterrupted run.
+
+Runs complete in the results folder are read back without a task; runs complete in the store
+are read back by their task. The driver holds each run folder's lock (as a local run does), so
+two commands on one results folder never train the same run. Ctrl-C (or SIGTERM) in the
+driver cancels every task; a task in flight writes summary.json with status `interrupted`, as
+locally, the driver copies it, and the interrupt goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import signal
+import tempfile
+import threading
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lossbench
+from lossbench.config import RunConfig
+from lossbench.errors import ConfigError, DataError, LossbenchError
+from lossbench.experiment import Comparison, Events, RunOutcome, run_lock, run_one
+from lossbench.recorder import is_complete, read_json, read_metrics, run_dir_name
+
+INSTALL = 'pip install "lossbench[ray]"'
+STORE_FILES = ("config.json", "metrics.csv", "summary.json", "checkpoint.pkl")
+EPOCH_FILES = ("checkpoint.pkl", "metrics.csv", "config.json")
+"""Shipped after every epoch, the checkpoint first: metrics.csv is never ahead of it."""
+FINAL_FILES = ("config.json", "metrics.csv", "summary.json")
+"""Shipped when a run ends (complete, diverged or interrupted), summary.json last."""
+POLL_SECONDS = 0.5
+"""The driver waits for tasks in slices this long, so that Ctrl-C is seen at once."""
+CANCEL_GRACE_SECONDS = 60.0
+"""How long cancelled tasks get to write their `interrupted` summary."""
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and with what resources the runs go. `address`: a running cluster (`auto`,
+    `host:6379`, `ray://host:10001`); None starts a local Ray on this machine's cores (or
+    joins $RAY_ADDRESS). `storage`: see the module docstring (None: the results folder).
+    `num_cpus` / `num_gpus`: Ray resources per run (fractions allowed). `max_retries`: how
+    often a run whose worker died is started again."""
+
+    address: str | None = None
+    storage: str | None = None
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    max_retries: int = 3
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.num_cpus) and self.num_cpus > 0):
+            raise ConfigError(f"--num-cpus must be > 0, got {self.num_cpus:g}")
+        if not (math.isfinite(self.num_gpus) and self.num_gpus >= 0):
+            raise ConfigError(f"--num-gpus must be >= 0, got {self.num_gpus:g}")
+        if self.num_gpus > 1 and self.num_gpus != int(self.num_gpus):
+            raise ConfigError(f"--num-gpus above 1 must be a whole number, got {self.num_gpus:g}")
+        if self.max_retries < 0:
+            raise ConfigError(f"max_retries must be >= 0, got {self.max_retries}")
+        if (self.address or "").startswith("ray://") and not self.storage:
+            raise ConfigError("with Ray Client (--address ray://...) the driver's results folder "
+                              "is not on the cluster: give --storage, a URL every node can reach"
+                              " (e.g. s3://bucket/lossbench)")
+
+
+def require_ray() -> Any:
+    """The `ray` module, or a ConfigError saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(f"--backend ray needs Ray, which is not installed: {INSTALL}") from None
+    return ray
+
+
+def connect(ray: Any, address: str | None) -> None:
+    """Join Ray once per process: a session that is already up (e.g. the caller's own
+    `ray.init(runtime_env=...)`) is used as it is and left up. Ray's SIGTERM handler is
+    undone, so SIGTERM still marks runs interrupted (exit code 143)."""
+    if ray.is_initialized():
+        return
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    local = address is None and not os.environ.get("RAY_ADDRESS")
+    try:
+        ray.init(address=address, logging_level=logging.ERROR,
+                 **({"include_dashboard": False} if local else {}))
+    except Exception as exc:  # noqa: BLE001 - whatever Ray raises, the user sees one line
+        where = f"the Ray cluster at {address}" if address else "Ray"
+        raise ConfigError(f"cannot start or reach {where}: {first_line(exc)}") from None
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message, first line only."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class RunStore:
+    """Run folders under one root, a local path or an fsspec URL; files are bytes. On a local
+    disk a file is written under a temporary name and renamed (a kill never leaves half a
+    file); object stores make each object appear whole anyway."""
+
+    def __init__(self, root: str) -> None:
+        from fsspec.core import url_to_fs
+        from fsspec.implementations.local import LocalFileSystem
+
+        self.root = root
+        self.fs, self.path = url_to_fs(root)
+        self.local = isinstance(self.fs, LocalFileSystem)
+
+    def get(self, run: str) -> dict[str, bytes]:
+        """The files of `run` that the store holds (STORE_FILES)."""
+        files = {}
+        for name in STORE_FILES:
+            try:
+                files[name] = self.fs.cat_file(f"{self.path}/{run}/{name}")
+            except FileNotFoundError:
+                pass
+        return files
+
+    def put(self, run: str, files: dict[str, bytes]) -> None:
+        """Write `files` into `run`'s folder, in the dict's order."""
+        folder = f"{self.path}/{run}"
+        self.fs.makedirs(folder, exist_ok=True)
+        for name, data in files.items():
+            if self.local:
+                self.fs.pipe_file(f"{folder}/.{name}.tmp", data)
+                self.fs.mv(f"{folder}/.{name}.tmp", f"{folder}/{name}")
+            else:
+                self.fs.pipe_file(f"{folder}/{name}", data)
+
+    def delete(self, run: str, names: tuple[str, ...]) -> None:
+        """Remove these files of `run` where they exist."""
+        for name in names:
+            try:
+                self.fs.rm_file(f"{self.path}/{run}/{name}")
+            except FileNotFoundError:
+                pass
+
+
+def call(store: Any, method: str, *args: Any) -> Any:
+    """`store.method(*args)` on a RunStore, or on the store actor (waiting for it)."""
+    if isinstance(store, RunStore):
+        return getattr(store, method)(*args)
+    import ray
+
+    return ray.get(getattr(store, method).remote(*args))
+
+
+def open_store(ray: Any, options: RayOptions, results: Path) -> tuple[RunStore, Any]:
+    """(the store as the driver reaches it, the store as tasks reach it). With `storage`
+    both are the same RunStore on `<storage>/<experiment>`; without, the driver writes the
+    results folder directly and tasks go through an actor on the driver's node."""
+    if options.storage:
+        storage = options.storage
+        root = (f"{storage.rstrip('/')}/{results.name}" if "://" in storage
+                else str(Path(storage).expanduser().resolve() / results.name))
+        try:
+            store = RunStore(root)
+            store.fs.makedirs(store.path, exist_ok=True)
+        except (ImportError, ValueError, OSError) as exc:
+            raise ConfigError(f"cannot use --storage {storage}: {first_line(exc)}") from None
+        return store, store
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    store = RunStore(str(results.resolve()))
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    actor = ray.remote(RunStore).options(num_cpus=0, scheduling_strategy=here)
+    return store, actor.remote(store.root)
+
+
+class StoreSync(Events):
+    """The events of a remote run: after every epoch EPOCH_FILES go from the scratch folder
+    to the store; the first time, an old summary.json (of an interrupted attempt) leaves the
+    store too, as `RunRecorder.start` removes it locally."""
+
+    def __init__(self, store: Any, name: str, run_dir: Path) -> None:
+        self.store, self.name, self.run_dir = store, name, run_dir
+        self.started = False
+
+    def epoch_done(self, cfg: RunConfig, row: dict) -> None:
+        if not self.started:
+            call(self.store, "delete", self.name, ("summary.json",))
+            self.started = True
+        self.upload(EPOCH_FILES)
+
+    def upload(self, names: tuple[str, ...]) -> None:
+        files = {n: (self.run_dir / n).read_bytes() for n in names if (self.run_dir / n).exists()}
+        call(self.store, "put", self.name, files)
+
+
+def train_remote(cfg: RunConfig, store: Any, threads: int, version: str) -> dict:
+    """A Ray task: download the run's files from `store` into a scratch folder, `run_one`
+    there (skipped when complete, resumed from a checkpoint), ship the files back (StoreSync,
+    then FINAL_FILES), and return the summary and rows. Cancelled (KeyboardInterrupt), it
+    ships the `interrupted` summary and re-raises."""
+    import ray
+    import torch
+
+    if lossbench.__version__ != version:
+        raise ConfigError(f"this Ray node has lossbench {lossbench.__version__}, the driver "
+                          f"{version}: install the same version on every node")
+    if not ray.get_gpu_ids():  # a run given no GPU by Ray must not take one (device auto)
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    torch.set_num_threads(threads)
+    name = run_dir_name(dataclasses.asdict(cfg))
+    with tempfile.TemporaryDirectory(prefix="lossbench-ray-") as scratch:
+        run_dir = Path(scratch) / name
+        run_dir.mkdir()
+        for file, data in call(store, "get", name).items():
+            (run_dir / file).write_bytes(data)
+        sync = StoreSync(store, name, run_dir)
+        try:
+            outcome = run_one(cfg, Path(scratch), sync, wait=True)
+        except KeyboardInterrupt:
+            sync.upload(FINAL_FILES)
+            raise
+        except LossbenchError as exc:  # name the store, not the scratch folder
+            where = store.root if isinstance(store, RunStore) else "the results folder"
+            raise type(exc)(str(exc).replace(str(run_dir), f"{where}/{name}")) from None
+        if not outcome.skipped:
+            sync.upload(FINAL_FILES)
+            call(store, "delete", name, ("checkpoint.pkl",))
+    return {"summary": outcome.summary, "rows": outcome.rows, "skipped": outcome.skipped}
+
+
+def copy_back(store: RunStore, results: RunStore, name: str) -> None:
+    """The run's files from the store into the results folder (no-op when they are one)."""
+    if store.root == results.root:
+        return
+    files = store.get(name)
+    if files:
+        results.put(name, files)
+        if "checkpoint.pkl" not in files:
+            results.delete(name, ("checkpoint.pkl",))
+
+
+def run_ray(runs: list[RunConfig], comparison: Comparison, events: Events, *, offset: int,
+            total: int, threads: int, restart: bool, options: RayOptions) -> None:
+    """`experiment.run_all` on Ray: every run not complete in the results folder becomes a
+    `train_remote` task with `options`' resources and `threads` torch threads; outcomes are
+    appended to `comparison.runs` in plan order. Progress is reported per finished run, as
+    with local worker processes (`run_started`, `run_finished`; no `epoch_done`)."""
+    if not runs:
+        return
+    if runs[0].device == "cuda" and options.num_gpus == 0:
+        raise ConfigError("--device cuda with --backend ray needs --num-gpus > 0 (a GPU, or a "
+                          "fraction of one, per run)")
+    ray = require_ray()
+    connect(ray, options.address)
+    store, remote_store = open_store(ray, options, comparison.dir)
+    results = RunStore(str(comparison.dir.resolve()))
+    task = ray.remote(train_remote).options(num_cpus=options.num_cpus,
+                                            num_gpus=options.num_gpus,
+                                            max_retries=options.max_retries,
+                                            retry_exceptions=False)
+    outcomes: dict[int, RunOutcome] = {}
+    names = [run_dir_name(dataclasses.asdict(cfg)) for cfg in runs]
+
+    def finished(i: int, outcome: RunOutcome) -> None:
+        outcomes[i] = outcome
+        events.run_finished(outcome)
+        if len(outcomes) < len(runs):
+            events.run_started(outcome.cfg, offset + len(outcomes), total)
+
+    def dispatch(indices: list[int]) -> None:
+        pending = {}
+        for i in indices:
+            run_dir = comparison.dir / names[i]
+            if is_complete(run_dir, dataclasses.asdict(runs[i])):
+                finished(i, RunOutcome(runs[i], run_dir, read_json(run_dir / "summary.json"),
+                                       read_metrics(run_dir / "metrics.csv"), skipped=True))
+                continue
+            if restart:
+                store.delete(names[i], ("checkpoint.pkl",))
+                results.delete(names[i], ("checkpoint.pkl",))
+            pending[task.remote(runs[i], remote_store, threads, lossbench.__version__)] = i
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+                for ref in ready:
+                    i = pending.pop(ref)
+                    result = get_result(ray, ref)
+                    copy_back(store, results, names[i])
+                    finished(i, RunOutcome(runs[i], comparison.dir / names[i], result["summary"],
+                                           result["rows"], skipped=result["skipped"]))
+        except BaseException:
+            cancel(ray, pending)
+            for i in pending.values():
+                copy_back(store, results, names[i])
+            raise
+
+    try:
+        with ExitStack() as locks:
+            events.run_started(runs[0], offset, total)
+            free, busy = [], []
+            for i in range(len(runs)):
+                lock = run_lock(comparison.dir / names[i], wait=False)
+                (free if locks.enter_context(lock) else busy).append(i)
+            dispatch(free)
+            for i in busy:  # another process works on these: wait for it, then read them back
+                locks.enter_context(run_lock(comparison.dir / names[i], wait=True))
+            dispatch(busy)
+    finally:
+        if remote_store is not store:
+            ray.kill(remote_store)
+    comparison.runs.extend(outcomes[i] for i in range(len(runs)))
+
+
+def get_result(ray: Any, ref: Any) -> dict:
+    """A task's result; a LossbenchError raised in the task is raised here as itself (one
+    line, no remote traceback)."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, LossbenchError):
+            raise exc.cause from None
+        raise
+
+
+def cancel(ray: Any, pending: dict) -> None:
+    """Cancel the tasks (a KeyboardInterrupt in those running) and give them
+    CANCEL_GRACE_SECONDS to ship their `interrupted` summaries."""
+    refs = list(pending)
+    for ref in refs:
+        ray.cancel(ref)
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_SECONDS)
+    for ref in ready:  # fetch the errors, so Ray does not report them as unhandled
+        try:
+            ray.get(ref)
+        except Exception:  # noqa: BLE001, S110 - cancelled or failed: nothing to keep
+            pass
