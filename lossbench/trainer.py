@@ -96,8 +96,8 @@ def train_step(model, optimizer, objective: Objective, losses) -> tuple:
         step.objective.backward()
     else:
         params = [p for p in model.parameters() if p.requires_grad]
-        g_main = torch.autograd.grad(losses_mean(objective, losses.main), params,
-                                     retain_graph=True, allow_unused=True)
+        g_main = torch.autograd.grad(step.main.mean, params, retain_graph=True,
+                                     allow_unused=True)
         g_aux = (torch.autograd.grad(losses.aux.mean, params, allow_unused=True)
                  if losses.aux.mean.requires_grad else [None] * len(params))
         zeros = [torch.zeros_like(p) for p in params]
@@ -113,15 +113,6 @@ def train_step(model, optimizer, objective: Objective, losses) -> tuple:
                 p.grad = g
     optimizer.step()
     return step
-
-
-def losses_mean(objective: Objective, main):
-    """L_main's batch mean as the objective sees it (after example flooding, if any)."""
-    if objective.flooding == "example":
-        from lossbench.strategies import flood_examples
-
-        return flood_examples(main, objective.b).mean
-    return main.mean
 
 
 def train_epoch(model, optimizer, objective: Objective, task: Task, cfg: RunConfig,

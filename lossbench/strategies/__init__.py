@@ -316,11 +316,13 @@ def describe() -> list[dict]:
 class Step(NamedTuple):
     """One training step's numbers: `total` the weighted total before batch flooding,
     `objective` what is minimised, `below` the fraction flooded (batch: 1 when the total was
-    below b; example: the fraction of L_main's examples below b; 0 without flooding)."""
+    below b; example: the fraction of L_main's examples below b; 0 without flooding), and
+    `main` the L_main term the weighting saw (after example flooding)."""
 
     total: Tensor
     objective: Tensor
     below: Tensor
+    main: LossTerm
 
 
 @dataclass
@@ -362,7 +364,7 @@ class Objective:
             below = (total.detach().double() < self.b).float()  # b compared as a double
             objective = flood(total, self.b)
         self.raw_total = total.detach()
-        return Step(total, objective, below)
+        return Step(total, objective, below, main)
 
 
 def build_objective(name: str, params: dict[str, Any], b: float = 0.0) -> Objective:
