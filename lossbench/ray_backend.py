@@ -41,7 +41,7 @@ from typing import Any
 
 import lossbench
 from lossbench.config import RunConfig
-from lossbench.errors import ConfigError, DataError, LossbenchError
+from lossbench.errors import ConfigError, LossbenchError
 from lossbench.experiment import Comparison, Events, RunOutcome, run_lock, run_one
 from lossbench.recorder import is_complete, read_json, read_metrics, run_dir_name
 
@@ -214,11 +214,11 @@ class StoreSync(Events):
         call(self.store, "put", self.name, files)
 
 
-def train_remote(cfg: RunConfig, store: Any, threads: int, version: str) -> dict:
-    """A Ray task: download the run's files from `store` into a scratch folder, `run_one`
-    there (skipped when complete, resumed from a checkpoint), ship the files back (StoreSync,
-    then FINAL_FILES), and return the summary and rows. Cancelled (KeyboardInterrupt), it
-    ships the `interrupted` summary and re-raises."""
+def train_remote(cfg: RunConfig, store: Any, where: str, threads: int, version: str) -> dict:
+    """A Ray task: download the run's files from `store` (whose root is `where`) into a
+    scratch folder, `run_one` there (skipped when complete, resumed from a checkpoint), ship
+    the files back (StoreSync, then FINAL_FILES), and return the summary and rows. Cancelled
+    (KeyboardInterrupt), it ships the `interrupted` summary and re-raises."""
     import ray
     import torch
 
@@ -241,7 +241,6 @@ def train_remote(cfg: RunConfig, store: Any, threads: int, version: str) -> dict
             sync.upload(FINAL_FILES)
             raise
         except LossbenchError as exc:  # name the store, not the scratch folder
-            where = store.root if isinstance(store, RunStore) else "the results folder"
             raise type(exc)(str(exc).replace(str(run_dir), f"{where}/{name}")) from None
         if not outcome.skipped:
             sync.upload(FINAL_FILES)
@@ -299,7 +298,8 @@ def run_ray(runs: list[RunConfig], comparison: Comparison, events: Events, *, of
             if restart:
                 store.delete(names[i], ("checkpoint.pkl",))
                 results.delete(names[i], ("checkpoint.pkl",))
-            pending[task.remote(runs[i], remote_store, threads, lossbench.__version__)] = i
+            ref = task.remote(runs[i], remote_store, store.root, threads, lossbench.__version__)
+            pending[ref] = i
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)

@@ -96,9 +96,11 @@ def train_step(model, optimizer, objective: Objective, losses) -> tuple:
         step.objective.backward()
     else:
         params = [p for p in model.parameters() if p.requires_grad]
+        extra = [p for p in strategy.parameters() if p.requires_grad]
         g_main = torch.autograd.grad(step.main.mean, params, retain_graph=True,
                                      allow_unused=True)
-        g_aux = (torch.autograd.grad(losses.aux.mean, params, allow_unused=True)
+        g_aux = (torch.autograd.grad(losses.aux.mean, params, retain_graph=bool(extra),
+                                     allow_unused=True)
                  if losses.aux.mean.requires_grad else [None] * len(params))
         zeros = [torch.zeros_like(p) for p in params]
         g_main = [g if g is not None else z for g, z in zip(g_main, zeros, strict=True)]
@@ -107,7 +109,6 @@ def train_step(model, optimizer, objective: Objective, losses) -> tuple:
         sign = 1.0 - 2.0 * step.below if objective.flooding == "batch" else 1.0
         for p, g in zip(params, combined, strict=True):
             p.grad = g * sign
-        extra = [p for p in strategy.parameters() if p.requires_grad]
         if extra:  # a gradient strategy with learnable parameters of its own
             for p, g in zip(extra, torch.autograd.grad(step.objective, extra), strict=True):
                 p.grad = g
