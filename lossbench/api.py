@@ -47,7 +47,8 @@ def workers(jobs: int | str, backend: str = "local", address: str | None = None,
         given = [name for name, value in (("--address", address), ("--storage", storage),
                  ("--num-cpus", num_cpus), ("--num-gpus", num_gpus)) if value is not None]
         if given:
-            raise ConfigError(f"{', '.join(given)} only apply with --backend ray")
+            raise ConfigError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} "
+                              "only for --backend ray")
         return jobs
     if backend != "ray":
         raise ConfigError(f"--backend must be local or ray, got '{backend}'")

@@ -20,6 +20,41 @@ def moving_average(values: np.ndarray, window: int = 5) -> np.ndarray:
     return np.convolve(values, np.ones(window) / window, mode="valid")
 
 
+def noise_std(values: np.ndarray, window: int = 5) -> float:
+    """The epoch-to-epoch noise of a curve: the standard deviation of the raw values around
+    their centred moving average, std(values[i + window // 2] - moving_average[i]) over the
+    full windows (nan with fewer than window + 1 epochs)."""
+    values = np.asarray(values, dtype=float)
+    s = moving_average(values, window)
+    if len(s) < 2 or window <= 1:
+        return float("nan")
+    residual = values[window // 2: window // 2 + len(s)] - s
+    return float(residual.std(ddof=1))
+
+
+def overconfident_epochs(val_loss: np.ndarray, val_acc: np.ndarray, val_ndcg: np.ndarray,
+                         window: int = 5) -> list[int]:
+    """The seed's puzzle: epochs (1-based, the centre of the window) at which the moving
+    average of the validation loss rises from the epoch before while the moving averages of
+    validation accuracy and NDCG@10 rise too — the model gets more answers right but is
+    more confidently wrong on the others."""
+    loss, acc, ndcg = (np.diff(moving_average(v, window)) for v in (val_loss, val_acc, val_ndcg))
+    rising = (loss > 0) & (acc > 0) & (ndcg > 0)
+    offset = (window // 2 if window > 1 else 0) + 2  # diff j is epoch index j + 1 (+1 based)
+    return [int(j) + offset for j in np.flatnonzero(rising)]
+
+
+def spans(epochs: list[int]) -> list[tuple[int, int]]:
+    """Consecutive epochs as (first, last) spans: [3, 4, 5, 9] -> [(3, 5), (9, 9)]."""
+    out: list[tuple[int, int]] = []
+    for e in epochs:
+        if out and e == out[-1][1] + 1:
+            out[-1] = (out[-1][0], e)
+        else:
+            out.append((e, e))
+    return out
+
+
 @dataclass(frozen=True)
 class DoubleDescent:
     """Result of `double_descent`. Epochs are 1-based indices into the raw curve (the centre

@@ -22,6 +22,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from lossbench.errors import ConfigError
@@ -123,6 +124,9 @@ def loss_figure(groups: list[dict], runs: dict[str, Run], colors: dict, summary:
         handles.append(Line2D([], [], color="grey", ls="--", lw=1.2, label="flood level b"))
     train_ax.set_title("training loss L_main + θ·L_aux (before flooding)", fontsize=10)
     train_ax.set_ylabel("loss (nats)")
+    if shade_overconfidence(val_ax, groups, colors, summary):
+        handles.append(Patch(color="grey", alpha=0.25, label="val loss ↑ while acc, NDCG ↑ "
+                             "(the seed's puzzle; darker = more seeds)"))
     val_ax.set_title("validation loss", fontsize=10)
     val_ax.set_ylabel("cross-entropy (nats)")
     if log_loss:
@@ -133,6 +137,21 @@ def loss_figure(groups: list[dict], runs: dict[str, Run], colors: dict, summary:
             ax.yaxis.set_minor_formatter(LogFormatter(minor_thresholds=(2, 0.5)))
     add_legend(fig, handles)
     return fig
+
+
+def shade_overconfidence(ax: Axes, groups: list[dict], colors: dict, summary: dict) -> bool:
+    """Shade, in each group's colour, the epochs that report's `overconfidence` found per run
+    (validation loss rising while accuracy and NDCG@10 rise); seeds overlap, so a darker band
+    means more seeds. Returns whether anything was shaded."""
+    labels = {g["label"] for g in groups}
+    shaded = False
+    for entry in summary.get("overconfidence", []):
+        if entry["label"] not in labels:
+            continue
+        for first, last in entry["spans"]:
+            ax.axvspan(first - 0.5, last + 0.5, color=colors[entry["label"]], alpha=0.08, lw=0)
+            shaded = True
+    return shaded
 
 
 def has_values(groups: list[dict], runs: dict[str, Run], column: str) -> bool:

@@ -34,6 +34,7 @@ import os
 import signal
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,12 +165,15 @@ class RunStore:
 
 
 def call(store: Any, method: str, *args: Any) -> Any:
-    """`store.method(*args)` on a RunStore, or on the store actor (waiting for it)."""
+    """`store.method(*args)` on a RunStore, or on the store actor, waiting for it in a
+    helper thread: while a task's main thread waits in `ray.get`, Ray lends the task's CPUs
+    to queued tasks, which would start more runs at once than there are cores."""
     if isinstance(store, RunStore):
         return getattr(store, method)(*args)
     import ray
 
-    return ray.get(getattr(store, method).remote(*args))
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(lambda: ray.get(getattr(store, method).remote(*args))).result()
 
 
 def open_store(ray: Any, options: RayOptions, results: Path) -> tuple[RunStore, Any]:
@@ -347,7 +351,7 @@ def cancel(ray: Any, pending: dict) -> None:
     """Cancel the tasks (a KeyboardInterrupt in those running) and give them
     CANCEL_GRACE_SECONDS to ship their `interrupted` summaries."""
     refs = list(pending)
-    for ref in refs:
+    for ref in reversed(refs):  # queued ones first: none starts on a core freed meanwhile
         ray.cancel(ref)
     ready, _ = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_SECONDS)
     for ref in ready:  # fetch the errors, so Ray does not report them as unhandled

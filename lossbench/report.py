@@ -25,7 +25,7 @@ import numpy as np
 from rich.table import Table
 
 from lossbench import strategies as registry
-from lossbench.curves import double_descent
+from lossbench.curves import double_descent, noise_std, overconfident_epochs, spans
 from lossbench.errors import DataError
 from lossbench.recorder import read_json, read_metrics, settings_of, write_atomic, write_json
 from lossbench.stats import WILCOXON_MIN_N, curve_band, holm, mean_ci, paired_test  # noqa: F401
@@ -36,6 +36,9 @@ METRICS = ("val_loss", "final_val_loss", "val_acc", "val_hr10", "val_ndcg10",
 """summary.json keys compared across strategies: val_* and test_* at the best validation
 epoch (val_loss there is the best validation loss when best_by = val_loss), final_val_loss at
 the last epoch."""
+NOISE_RULE = 4.0
+"""A double descent is *clear* when its rise P - m1 is at least this many times the curve's
+epoch-to-epoch noise (curves.noise_std): issue 13's rule, reported beside `found`."""
 IGNORED = ("seed", "strategy", "b", "device", "data_dir", "eval_batch_size")
 """Settings that never split runs into groups."""
 
@@ -203,8 +206,9 @@ def summarize(runs: list[Run], window: int = 5, rise: float = 1.03, recover: flo
                      "options": {"window": window, "rise": rise, "recover": recover,
                                  "confidence": confidence},
                      "metrics": list(METRICS), "groups": groups, "paired": paired,
-                     "double_descent": dd, "diverged": diverged, "incomplete": incomplete,
-                     "notes": notes})
+                     "double_descent": dd,
+                     "overconfidence": describe_overconfidence(done, varying, window),
+                     "diverged": diverged, "incomplete": incomplete, "notes": notes})
 
 
 def build_groups(done: list[Run], varying: list[str], confidence: float,
@@ -344,10 +348,60 @@ def describe_descent(run: Run, varying: list[str], window: int, rise: float,
     """double_descent on the run's val_loss, and the fraction of steps spent below b."""
     val = np.array([row["val_loss"] for row in run.rows], dtype=float)
     below = np.array([row["flood_frac"] for row in run.rows], dtype=float)
+    found = double_descent(val, window, rise, recover)
+    noise = noise_std(val, window)
+    ratio = (found.peak - found.m1) / noise if noise > 0 else math.nan
     return {"run": run.dir.name, "label": group_label(run.config, varying),
             "seed": run.config["seed"], "b": run.config["b"], "epochs": len(val),
-            **double_descent(val, window, rise, recover).as_dict(),
+            **found.as_dict(), "noise": noise, "rise_over_noise": ratio,
+            "clear": bool(found.found and ratio >= NOISE_RULE),
             "frac_below_b": float(below.mean()) if len(below) else math.nan}
+
+
+def describe_overconfidence(done: list[Run], varying: list[str], window: int) -> list[dict]:
+    """The seed's puzzle per run (curves.overconfident_epochs on the moving averages of
+    val_loss, val_acc and val_ndcg10) and, for a flooded run, the same for its paired run of
+    the same seed (its no-flood baseline, else plain): `removed` when that run has such
+    epochs and the flooded one none, `reduced` when it has fewer."""
+    def epochs_of(run: Run) -> list[int]:
+        columns = [np.array([row.get(k, math.nan) for row in run.rows], dtype=float)
+                   for k in ("val_loss", "val_acc", "val_ndcg10")]
+        return overconfident_epochs(*columns, window=window)
+
+    live = [r for r in done if not r.diverged]
+    out = []
+    for run in live:
+        epochs = epochs_of(run)
+        entry = {"run": run.dir.name, "label": group_label(run.config, varying),
+                 "seed": run.config["seed"], "n_epochs": len(epochs),
+                 "spans": [list(span) for span in spans(epochs)], "baseline": None,
+                 "baseline_n_epochs": None, "verdict": ""}
+        if registry.split_name(run.config["strategy"])[1] != "none" and run.config["b"] > 0:
+            base = paired_run(run, live, varying)
+            if base is not None:
+                n_base = len(epochs_of(base))
+                entry.update(baseline=group_label(base.config, varying), baseline_n_epochs=n_base,
+                             verdict=("removed" if n_base and not epochs else
+                                      "reduced" if len(epochs) < n_base else
+                                      "not present" if not n_base else "not removed"))
+        out.append(entry)
+    return out
+
+
+def paired_run(run: Run, runs: list[Run], varying: list[str]) -> Run | None:
+    """The run of the same seed that a flooded run is paired with: its weighting without
+    flooding (b = 0), else plain, with the same non-strategy settings."""
+    params = registry.all_params()
+    context = [k for k in varying if k not in params]
+    mine = settings_of(run.config)
+    for strategy in (registry.no_flood_baseline(run.config["strategy"]), "plain"):
+        for other in runs:
+            theirs = settings_of(other.config)
+            if (other.config["strategy"] == strategy and other.config["b"] == 0
+                    and other.config["seed"] == run.config["seed"]
+                    and all(theirs.get(k) == mine.get(k) for k in context)):
+                return other
+    return None
 
 
 def half(stat: dict) -> float | None:
@@ -406,13 +460,23 @@ def table_specs(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     rows = [[d["label"], str(d["seed"]), "yes" if d["found"] else "no",
              *(f"{num(d[v], '.3f')} @{d[t]}" for v, t in (("m1", "t1"), ("peak", "t_peak"),
                                                           ("m2", "t2"))),
-             num(d["recovered"], ".2f"), num(d["frac_below_b"], ".3f")]
+             num(d["recovered"], ".2f"), num(d.get("rise_over_noise"), ".1f"),
+             "yes" if d.get("clear") else "no", num(d["frac_below_b"], ".3f")]
             for d in summary["double_descent"]]
     o = summary["options"]
     specs.append((f"double descent of val_loss (moving average {o['window']} epochs, "
-                  f"peak >= {o['rise']:g} m1, >= {o['recover']:g} of the rise won back)",
+                  f"peak >= {o['rise']:g} m1, >= {o['recover']:g} of the rise won back; clear: "
+                  f"rise >= {NOISE_RULE:g} x the epoch-to-epoch noise)",
                   ["group", "seed", "found", "m1 @epoch", "peak @epoch", "m2 @epoch",
-                   "recovered", "frac below b"], rows))
+                   "recovered", "rise/noise", "clear", "frac below b"], rows))
+    rows = [[d["label"], str(d["seed"]), str(d["n_epochs"]),
+             ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in d["spans"]) or "-",
+             d["baseline"] or "-", num(d["baseline_n_epochs"], "d"), d["verdict"] or "-"]
+            for d in summary.get("overconfidence", [])]
+    specs.append((f"the seed's puzzle: epochs where the {o['window']}-epoch mean validation "
+                  "loss rises while validation accuracy and NDCG@10 rise too",
+                  ["group", "seed", "epochs", "where", "paired with", "its epochs",
+                   "flooding"], rows))
     specs.append(("diverged runs (excluded from the statistics)",
                   ["group", "seed", "epoch", "step", "run"],
                   [[d["label"], str(d["seed"]), str(d.get("epoch", "-")),

@@ -250,12 +250,19 @@ def test_task_key_and_fingerprint_follow_the_data(tmp_path):
     assert len({task_key(cfg), task_key(other), task_key(noisy)}) == 3
     assert task_key(cfg) == task_key(load_config(overrides={"task": "interactions",
                                                             "data": str(path), "seed": 3}))
-    print_ = data_fingerprint(cfg)
-    assert print_["sha256"] == inter.file_digest(path) and print_["k_core"] == 0
-    assert data_fingerprint(other) != print_
+    fingerprint = data_fingerprint(cfg)
+    assert fingerprint["sha256"] == inter.file_digest(path) and fingerprint["k_core"] == 0
+    assert data_fingerprint(other) != fingerprint
     write(path, rows=ROWS[:-1])
-    assert data_fingerprint(cfg)["sha256"] != print_["sha256"]
+    assert data_fingerprint(cfg)["sha256"] != fingerprint["sha256"]
     assert data_fingerprint(load_config(overrides={"task": "synthetic"})) == {}
+    ratings = tmp_path / "ml-100k" / "u.data"
+    ratings.parent.mkdir()
+    ratings.write_text("1\t2\t3\t4\n")
+    movielens = load_config(overrides={"task": "movielens", "data_dir": str(tmp_path)})
+    assert data_fingerprint(movielens) == {"sha256": inter.file_digest(ratings)}
+    assert task_key(movielens) != task_key(load_config(overrides={
+        "task": "movielens", "data_dir": str(tmp_path), "label_noise": 0.1}))
 
 
 @pytest.mark.parametrize("task", ["synthetic", "interactions"])

@@ -266,3 +266,77 @@ def test_reweight_flood_sweep_pairs_with_reweight_without_plain():
     (pair,) = report.summarize(runs)["paired"]
     assert (pair["label"], pair["baseline"]) == ("reweight-flood b=0.1", "reweight")
     assert pair["metrics"]["val_loss"]["diffs"] == pytest.approx([0.1, 0.1])
+
+
+# --- issue 13: the noise rule and the seed's puzzle, on constructed curves ----------------
+
+
+def test_noise_std_is_the_spread_around_the_centred_mean():
+    from lossbench.curves import noise_std
+
+    flat = np.full(20, 3.0)
+    assert noise_std(flat) == 0.0
+    zigzag = 3.0 + 0.1 * np.array([1, -1] * 10)  # residuals around the 5-mean: +-0.08
+    assert noise_std(zigzag) == pytest.approx(np.std([0.08, -0.08] * 8, ddof=1), rel=1e-6)
+    line = np.linspace(0, 1, 12)  # a straight line is its own moving average: no noise
+    assert noise_std(line) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_clear_double_descent_needs_a_rise_of_four_noise_stds():
+    base = [3.0, 2.5, 2.0, 1.8, 1.7, 1.7, 1.9, 2.2, 2.5, 2.6, 2.5, 2.2, 1.9, 1.7, 1.6, 1.6,
+            1.6, 1.6]
+    smooth = fake_run("flood", 0, 1.6, b=0.5, curve=base)
+    noisy = fake_run("flood", 1, 1.6, b=0.5,
+                     curve=[v + 0.35 * (-1) ** i for i, v in enumerate(base)])
+    summary = report.summarize([fake_run("plain", 0, 1.0), fake_run("plain", 1, 1.0),
+                                smooth, noisy])
+    dd = {d["seed"]: d for d in summary["double_descent"]}
+    assert dd[0]["found"] and dd[0]["clear"] and dd[0]["rise_over_noise"] >= 4
+    assert dd[1]["rise_over_noise"] < 4 and not dd[1]["clear"]
+    ratio = (dd[1]["peak"] - dd[1]["m1"]) / dd[1]["noise"]
+    assert dd[1]["rise_over_noise"] == pytest.approx(ratio)
+
+
+def test_the_seeds_puzzle_is_found_and_flooding_credited_only_when_it_removes_it():
+    from lossbench.curves import overconfident_epochs, spans
+
+    loss = np.array([5, 4, 3, 2.5, 2.4, 2.4, 2.5, 2.7, 2.9, 3.1, 3.3, 3.5, 3.6, 3.7])
+    acc = np.linspace(0.1, 0.5, 14)  # keeps rising
+    ndcg = np.linspace(0.2, 0.6, 14)
+    epochs = overconfident_epochs(loss, acc, ndcg, window=3)
+    # 3-epoch means of the loss rise from the window centred on epoch 6 on; acc, ndcg always
+    assert epochs == list(range(7, 14)) and spans(epochs) == [(7, 13)]
+    assert overconfident_epochs(loss, acc[::-1].copy(), ndcg, window=3) == []  # acc falls
+
+    def run(strategy, b, curve_loss):
+        r = fake_run(strategy, 0, 1.0, b=b, curve=list(curve_loss))
+        for row, a, n in zip(r.rows, acc, ndcg, strict=True):
+            row.update(val_acc=float(a), val_ndcg10=float(n))
+        return r
+
+    falling = np.linspace(5, 2, 14)
+    summary = report.summarize([run("plain", 0.0, loss), run("flood", 0.5, falling),
+                                run("reweight-flood", 0.5, loss)], window=3)
+    found = {d["label"]: d for d in summary["overconfidence"]}
+    assert found["plain"]["n_epochs"] == 7 and found["plain"]["spans"] == [[7, 13]]
+    assert found["flood b=0.5"]["verdict"] == "removed"
+    assert found["flood b=0.5"]["baseline"] == "plain"
+    assert found["reweight-flood b=0.5"]["verdict"] == "not removed"
+    md = report.to_markdown(summary)
+    assert "the seed's puzzle" in md and "| plain | 0 | 7 | 7-13 |" in md
+
+
+def test_plot_shades_the_puzzle_epochs():
+    from lossbench import plot
+
+    loss = [5, 4, 3, 2.5, 2.4, 2.4, 2.5, 2.7, 2.9, 3.1, 3.3, 3.5, 3.6, 3.7]
+    runs = [fake_run("plain", s, 1.0, curve=loss) for s in (0, 1)]
+    for r in runs:
+        for i, row in enumerate(r.rows):
+            row.update(val_acc=0.1 + 0.01 * i, val_ndcg10=0.2 + 0.01 * i, val_hr10=0.3)
+    summary = report.summarize(runs, window=3)
+    val_ax = plot.make_figures(runs, summary)["loss_curves"].axes[1]
+    shaded = [p for p in val_ax.patches]
+    assert len(shaded) == 2  # one span per seed
+    assert shaded[0].get_x() == pytest.approx(6.5)
+    assert shaded[0].get_width() == pytest.approx(7.0)

@@ -78,8 +78,8 @@ def with_label_noise(task: Task, fraction: float, data_seed: int) -> Task:
     targets = task.train.targets.numpy().copy()
     flat = targets.reshape(-1)
     rng = np.random.default_rng([data_seed, 1])
-    chosen = rng.choice(np.flatnonzero(flat), size=round(fraction * np.count_nonzero(flat)),
-                        replace=False)
+    n_noisy = int(round(fraction * np.count_nonzero(flat)))
+    chosen = rng.choice(np.flatnonzero(flat), size=n_noisy, replace=False)
     flat[chosen] = rng.integers(1, task.n_items + 1, size=len(chosen))
     info = {**task.info, "label_noise": fraction, "n_label_noise_targets": len(chosen)}
     return replace(task, train=Split(task.train.inputs, torch.from_numpy(targets)), info=info)
@@ -101,10 +101,11 @@ def task_key(cfg: RunConfig) -> tuple:
 
 
 def data_fingerprint(cfg: RunConfig) -> dict:
-    """What identifies the data beyond the settings, for config.json and the experiment
-    hash: {} for synthetic (the settings are the data); the ratings file's SHA-256 for
-    movielens (found or downloaded as `build_task` does); for interactions the file's
-    SHA-256 and the settings that preprocess it. DataError if the file cannot be read."""
+    """What identifies the data, for config.json and the experiment hash (a changed file
+    gives a new folder): {} for synthetic (the settings are the data); the ratings file's
+    SHA-256 for movielens (found or downloaded as `build_task` does); for interactions the
+    file's SHA-256 (its content, not its name) and the settings that preprocess it.
+    DataError if the file cannot be read. The hash is computed once per process."""
     if cfg.task == "synthetic":
         return {}
     from lossbench.tasks.interactions import file_digest
@@ -113,10 +114,10 @@ def data_fingerprint(cfg: RunConfig) -> dict:
         from lossbench.data import ratings_file
 
         path = ratings_file(cfg.dataset, cfg.data_dir)
-        return {"file": path.name, "sha256": file_digest(path)}
+        return {"sha256": file_digest(path)}
     from lossbench.tasks.interactions import open_layout
 
     path = open_layout(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col, cfg.rating_col).path
-    return {"file": path.name, "sha256": file_digest(path), "user_col": cfg.user_col,
+    return {"sha256": file_digest(path), "user_col": cfg.user_col,
             "item_col": cfg.item_col, "time_col": cfg.time_col, "rating_col": cfg.rating_col,
             "min_rating": cfg.min_rating, "k_core": cfg.k_core, "max_len": cfg.max_len}

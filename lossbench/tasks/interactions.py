@@ -88,6 +88,7 @@ RECBOLE_TYPE = re.compile(r":(token|token_seq|float|float_seq)$")
 EPOCH_SECONDS = (1e8, 4e9)
 """Timestamps in this range are shown as dates by `describe_file` (1973-03-03 .. 2096-10-02)."""
 CACHE_VERSION = 1
+"""Part of every cache key: bump it when a change to the pipeline changes its output."""
 CHUNK_ROWS = 1 << 14
 ARRAYS = ("train_inputs", "train_targets", "held_out", "val_targets", "test_targets")
 
@@ -560,7 +561,8 @@ def build_split(read: Callable[[], Interactions], min_rating: float, k_core: int
                 max_len: int, source: str, noun: str = "interactions"
                 ) -> tuple[dict[str, np.ndarray], dict]:
     """The whole pipeline: read, filters and sequences, leave-one-out; (arrays, counts).
-    The rows are freed before the padded arrays are built."""
+    `read` is a function so that no caller holds the rows: they are freed before the padded
+    arrays are built (the peak of memory)."""
     seqs, counts = to_sequences(read(), min_rating, k_core, source, noun)
     arrays, split_counts = leave_one_out(seqs, max_len)
     return arrays, {**counts, **split_counts}
@@ -673,9 +675,12 @@ def make_interactions(cfg: RunConfig) -> Task:
     settings = {"min_rating": cfg.min_rating, "k_core": cfg.k_core, "max_len": cfg.max_len}
     key = {"sha256": sha256, "format": layout.format, "delimiter": layout.delimiter,
            "columns": used, **settings}
-    arrays, counts = cached_split(cfg.data_dir, layout.path.stem, key, cfg.max_len, lambda: (
-        build_split(lambda: read_interactions(layout, with_rating), cfg.min_rating,
-                    cfg.k_core, cfg.max_len, str(layout.path))))
+
+    def build() -> tuple[dict, dict]:
+        return build_split(lambda: read_interactions(layout, with_rating), cfg.min_rating,
+                           cfg.k_core, cfg.max_len, str(layout.path))
+
+    arrays, counts = cached_split(cfg.data_dir, layout.path.stem, key, cfg.max_len, build)
     info = {"file": str(layout.path.resolve()), "sha256": sha256, "format": layout.format,
             "columns": used, **counts, **settings}
     return task_from_arrays(layout.path.stem, arrays, info)

@@ -1,0 +1,271 @@
+"""`--backend ray`: the same files as the local backend, workers killed and runs resumed from
+their checkpoint, Ctrl-C, storage elsewhere than the results folder, one-line errors.
+
+The tests that need Ray share one local Ray session (2 CPUs, ~6-10 s to start) and skip with
+a reason when Ray is not installed; the others check what happens without it."""
+
+from __future__ import annotations
+
+import _thread
+import csv
+import dataclasses
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from lossbench import api
+from lossbench.errors import ConfigError, DataError
+from lossbench.experiment import Events, experiment_name
+from lossbench.ray_backend import RayOptions
+from lossbench.recorder import run_dir_name
+
+LONG = {"epochs": 60, "n_train_users": 256, "batch_size": 64}
+"""Runs of ~3 s (60 epochs of ~50 ms): long enough to kill or interrupt in the middle."""
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray for the module (tasks of 1 CPU: two run at a time), shut down after."""
+    ray = pytest.importorskip("ray", reason='Ray is not installed: pip install "lossbench[ray]"')
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def metrics(folder: Path, seconds: bool = False) -> list[dict]:
+    with open(folder / "metrics.csv", newline="") as handle:
+        return [{k: v for k, v in row.items() if seconds or k != "seconds"}
+                for row in csv.DictReader(handle)]
+
+
+def summary(folder: Path) -> dict:
+    return json.loads((folder / "summary.json").read_text())
+
+
+def without_time(s: dict) -> dict:
+    return {k: v for k, v in s.items() if k != "wall_seconds"}
+
+
+def run_folders(out: Path) -> list[Path]:
+    return sorted(p for p in out.glob("*/*") if p.is_dir())
+
+
+def when_rows(out: Path, n: int, action: Callable[[Path], None], timeout: float = 120) -> list:
+    """In a thread: once a run folder under `out` has >= n epochs in metrics.csv, call
+    `action(folder)` once. The returned list gets the folder (or the error)."""
+    happened: list = []
+
+    def watch() -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for folder in out.glob("*/*"):
+                if (folder / "checkpoint.pkl").exists() and (folder / "metrics.csv").exists():
+                    if len(metrics(folder)) >= n:
+                        try:
+                            action(folder)
+                            happened.append(folder)
+                        except Exception as exc:  # noqa: BLE001 - reported by the test
+                            happened.append(exc)
+                        return
+            time.sleep(0.01)
+        happened.append(TimeoutError(f"no run reached {n} epochs"))
+
+    threading.Thread(target=watch, daemon=True).start()
+    return happened
+
+
+def our_task_workers(name: str = "train_remote") -> list[int]:
+    """Pids of this test process's Ray workers running task `name` (their title is
+    `ray::name`; Ray started by this process is their ancestor)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if title.startswith(f"ray::{name}".encode()) and descends_from_us(int(entry.name)):
+            pids.append(int(entry.name))
+    return pids
+
+
+def descends_from_us(pid: int) -> bool:
+    while pid > 1:
+        if pid == os.getpid():
+            return True
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return False
+
+
+class Recorder(Events):
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def run_started(self, cfg, index, total) -> None:
+        self.calls.append(f"started {index}/{total}")
+
+    def run_finished(self, outcome) -> None:
+        self.calls.append("finished")
+
+
+# --- with Ray --------------------------------------------------------------------------
+
+
+def test_ray_gives_the_local_files_and_a_rerun_skips(ray_session, tiny, tmp_path):
+    kwargs = {"strategy": ["plain", "reweight-flood"], "config": tiny, "seeds": 2, "b": 3.0}
+    local = api.run(**kwargs, out=tmp_path / "local")
+    events = Recorder()
+    remote = api.run(**kwargs, out=tmp_path / "ray", backend="ray", events=events)
+    assert events.calls.count("finished") == 4 and events.calls[0] == "started 0/4"
+    assert [r.dir.name for r in remote.runs] == [r.dir.name for r in local.runs]
+    for ours, theirs in zip(remote.runs, local.runs, strict=True):
+        assert sorted(p.name for p in ours.dir.iterdir()) == [
+            ".lock", "config.json", "metrics.csv", "summary.json"]
+        assert metrics(ours.dir) == metrics(theirs.dir)
+        assert without_time(summary(ours.dir)) == without_time(summary(theirs.dir))
+        assert ours.summary == summary(ours.dir) and len(ours.rows) == 3
+        assert not ours.skipped
+    again = api.run(**kwargs, out=tmp_path / "ray", backend="ray")
+    assert all(r.skipped for r in again.runs)
+
+
+def test_storage_elsewhere_is_copied_back_and_read_back(ray_session, tiny, tmp_path):
+    store = tmp_path / "store"
+    kwargs = {"strategy": "flood", "config": tiny, "b": 3.0, "backend": "ray",
+              "storage": store.as_uri()}
+    first = api.run(**kwargs, out=tmp_path / "a")
+    (run,) = first.runs
+    stored = store / run.dir.parent.name / run.dir.name
+    assert sorted(p.name for p in stored.iterdir()) == ["config.json", "metrics.csv",
+                                                         "summary.json"]
+    assert metrics(stored) == metrics(run.dir) and summary(stored) == summary(run.dir)
+    # another machine's results folder, same storage: the task finds the run complete there
+    second = api.run(**kwargs, out=tmp_path / "b")
+    (copy,) = second.runs
+    assert copy.skipped and summary(copy.dir) == summary(run.dir)
+    assert metrics(copy.dir, seconds=True) == metrics(run.dir, seconds=True)
+
+
+def test_killed_worker_is_retried_and_resumes_to_identical_metrics(ray_session, tiny,
+                                                                   tmp_path):
+    kwargs = {"strategy": "reweight-flood", "config": tiny, "b": 3.3, **LONG}
+    seen: dict[str, list] = {}
+
+    def kill(folder: Path) -> None:
+        seen["rows"] = metrics(folder, seconds=True)
+        (pid,) = our_task_workers()
+        os.kill(pid, signal.SIGKILL)
+
+    happened = when_rows(tmp_path / "ray", 5, kill)
+    (run,) = api.run(**kwargs, out=tmp_path / "ray", backend="ray").runs
+    assert happened == [run.dir], happened
+    assert 5 <= len(seen["rows"]) < 60
+    rows = metrics(run.dir, seconds=True)
+    assert rows[:len(seen["rows"])] == seen["rows"]  # same seconds too: resumed, not redone
+    assert summary(run.dir)["status"] == "complete" and len(rows) == 60
+    assert not (run.dir / "checkpoint.pkl").exists()
+    (straight,) = api.run(**kwargs, out=tmp_path / "local").runs
+    assert metrics(run.dir) == metrics(straight.dir)
+    assert without_time(summary(run.dir)) == without_time(summary(straight.dir))
+
+
+def test_ctrl_c_cancels_the_tasks_and_marks_runs_in_flight_interrupted(ray_session, tiny,
+                                                                       tmp_path):
+    kwargs = {"strategy": "plain", "config": tiny, "seeds": 3, **LONG, "out": tmp_path,
+              "backend": "ray"}
+    happened = when_rows(tmp_path, 3, lambda folder: _thread.interrupt_main())
+    with pytest.raises(KeyboardInterrupt):
+        api.run(**kwargs)
+    assert len(happened) == 1 and isinstance(happened[0], Path), happened
+    folders = run_folders(tmp_path)
+    assert len(folders) == 3
+    interrupted = [f for f in folders if (f / "summary.json").exists()]
+    never_started = [f for f in folders if not (f / "config.json").exists()]
+    assert interrupted and never_started  # two tasks ran, the third was cancelled queued
+    assert len(interrupted) + len(never_started) == 3
+    for folder in interrupted:
+        assert summary(folder)["status"] == "interrupted"
+        assert (folder / "checkpoint.pkl").exists() and 3 <= len(metrics(folder)) < 60
+    resumed = api.run(**kwargs)
+    assert [r.summary["status"] for r in resumed.runs] == ["complete"] * 3
+    assert all(len(metrics(r.dir)) == 60 for r in resumed.runs)
+
+
+def test_an_error_in_a_task_is_one_line_naming_the_results_folder(ray_session, tiny,
+                                                                   tmp_path):
+    (cfg,) = api.plan(strategy="plain", config=tiny)
+    folder = tmp_path / experiment_name(api.base_config(tiny)) / run_dir_name(
+        dataclasses.asdict(cfg))
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pkl").write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError) as error:
+        api.run(strategy="plain", config=tiny, out=tmp_path, backend="ray")
+    message = str(error.value)
+    assert "\n" not in message and "cannot resume from checkpoint" in message
+    assert str((folder / "checkpoint.pkl").resolve()) in message
+
+
+def test_device_cuda_needs_a_gpu_per_run(ray_session, tiny, tmp_path):
+    with pytest.raises(ConfigError, match="--num-gpus"):
+        api.run(strategy="plain", config=tiny, out=tmp_path, backend="ray", device="cuda")
+
+
+# --- without Ray -----------------------------------------------------------------------
+
+
+def test_without_ray_backend_ray_is_one_line_saying_what_to_install(tiny, tmp_path,
+                                                                    monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(ConfigError, match=r'pip install "lossbench\[ray\]"'):
+        api.run(strategy="plain", config=tiny, out=tmp_path / "out", backend="ray")
+    with pytest.raises(ConfigError, match="lossbench"):
+        api.sweep_b(b_grid="1", config=tiny, out=tmp_path / "out", backend="ray")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"backend": "spark"}, "--backend must be local or ray"),
+    ({"address": "auto"}, "--address is only for --backend ray"),
+    ({"num_gpus": 1.0}, "--num-gpus is only for"),
+])
+def test_bad_backend_options_are_config_errors(tiny, tmp_path, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        api.run(strategy="plain", config=tiny, out=tmp_path, **kwargs)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"num_cpus": 0}, "--num-cpus must be > 0"),
+    ({"num_gpus": -1}, "--num-gpus must be >= 0"),
+    ({"num_gpus": 1.5}, "whole number"),
+    ({"address": "ray://head:10001"}, "give --storage"),
+])
+def test_bad_ray_options_are_config_errors(options, message):
+    with pytest.raises(ConfigError, match=message):
+        RayOptions(**options)
+    RayOptions(num_cpus=0.5, num_gpus=0.25)  # fractions are fine
+
+
+def test_cli_backend_ray_without_ray_exits_2(runner, tiny, tmp_path, monkeypatch):
+    from lossbench.cli import app
+
+    if "--backend" not in runner.invoke(app, ["run", "--help"]).stdout:
+        pytest.skip("cli.py has no --backend option yet (registered by the lead)")
+    monkeypatch.setitem(sys.modules, "ray", None)
+    result = runner.invoke(app, ["run", "--config", str(tiny), "--backend", "ray",
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        'error: --backend ray needs Ray, which is not installed: pip install "lossbench[ray]"']
