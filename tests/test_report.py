@@ -336,7 +336,7 @@ def test_plot_shades_the_puzzle_epochs():
             row.update(val_acc=0.1 + 0.01 * i, val_ndcg10=0.2 + 0.01 * i, val_hr10=0.3)
     summary = report.summarize(runs, window=3)
     val_ax = plot.make_figures(runs, summary)["loss_curves"].axes[1]
-    shaded = [p for p in val_ax.patches]
+    shaded = list(val_ax.patches)
     assert len(shaded) == 2  # one span per seed
     assert shaded[0].get_x() == pytest.approx(6.5)
     assert shaded[0].get_width() == pytest.approx(7.0)
