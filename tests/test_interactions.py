@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 
 from lossbench.config import load_config
 from lossbench.errors import DataError
-from lossbench.tasks import build_task, data_fingerprint, task_key, with_label_noise
+from lossbench.tasks import build_task, data_fingerprint, reader, task_key, with_label_noise
 from lossbench.tasks import interactions as inter
-from lossbench.tasks.interactions import describe_file, parse_time
+from lossbench.tasks.interactions import describe_file
+from lossbench.tasks.reader import parse_time
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FIXTURES = [HealthCheck.function_scoped_fixture]
@@ -222,7 +223,7 @@ def test_cache_is_used_rebuilt_when_corrupt_and_keyed_by_content(tmp_path, monke
     (cached,) = (tmp_path / "data" / "cache").glob("c-*.npys")
     assert not [p for p in cached.parent.iterdir() if p.suffix == ".tmp"]
     calls = []
-    real = inter.read_interactions
+    real = reader.read_interactions
     monkeypatch.setattr(inter, "read_interactions", lambda *a: calls.append(1) or real(*a))
     again = build(path)
     assert calls == [] and again.info == first.info
@@ -316,7 +317,7 @@ def test_describe_file(tmp_path):
 
 def test_chunked_codes_number_by_first_appearance():
     column = pa.chunked_array([["b", "a"], [], ["c", "a", "d", "b"]])
-    codes, n = inter.codes(column)
+    codes, n = reader.codes(column)
     assert codes.tolist() == [0, 1, 2, 1, 3, 0] and n == 4
 
 

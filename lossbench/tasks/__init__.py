@@ -115,7 +115,7 @@ def data_fingerprint(cfg: RunConfig) -> dict:
 
         path = ratings_file(cfg.dataset, cfg.data_dir)
         return {"sha256": file_digest(path)}
-    from lossbench.tasks.interactions import open_layout
+    from lossbench.tasks.reader import open_layout
 
     path = open_layout(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col, cfg.rating_col).path
     return {"sha256": file_digest(path), "user_col": cfg.user_col,

@@ -53,13 +53,12 @@ from lossbench.data import DatasetSpec, dataset_spec, ratings_file
 from lossbench.errors import DataError
 from lossbench.tasks import Task, interactions
 from lossbench.tasks.interactions import (
-    Interactions,
     build_split,
-    codes,
     file_digest,
     filter_interactions,
     task_from_arrays,
 )
+from lossbench.tasks.reader import Interactions, codes
 
 INTEGER = re.compile(r" *-?\d+ *")
 
