@@ -33,13 +33,16 @@ from lossbench.cli_options import (
     STRATEGY_OPTIONS,
     ConfigOpt,
     DataDirOpt,
+    DataFileOpt,
     DatasetOpt,
     DeviceOpt,
     EpochsOpt,
+    ItemColOpt,
     JobsOpt,
     KCoreOpt,
     MinRatingOpt,
     OutOpt,
+    RatingColOpt,
     ReadOutOpt,
     ResultsArg,
     ResumeOpt,
@@ -48,6 +51,8 @@ from lossbench.cli_options import (
     StrategyOpt,
     TaskOpt,
     ThreadsOpt,
+    TimeColOpt,
+    UserColOpt,
     collect_overrides,
     parse_strategy_options,
     strategy_help,
@@ -200,6 +205,11 @@ def run(
     epochs: EpochsOpt = None,
     device: DeviceOpt = None,
     data_dir: DataDirOpt = None,
+    data: DataFileOpt = None,
+    user_col: UserColOpt = None,
+    item_col: ItemColOpt = None,
+    time_col: TimeColOpt = None,
+    rating_col: RatingColOpt = None,
     min_rating: MinRatingOpt = None,
     k_core: KCoreOpt = None,
     jobs: JobsOpt = "auto",
@@ -216,8 +226,10 @@ def run(
     with guard():
         overrides = collect_overrides(
             {"b": b, "task": task, "dataset": dataset, "model": model, "aux": aux,
-             "epochs": epochs, "device": device, "data_dir": data_dir,
-             "min_rating": min_rating, "k_core": k_core, "seed": seed}, set_)
+             "epochs": epochs, "device": device, "data_dir": data_dir, "data": data,
+             "user_col": user_col, "item_col": item_col, "time_col": time_col,
+             "rating_col": rating_col, "min_rating": min_rating, "k_core": k_core,
+             "seed": seed}, set_)
         if "strategy" in overrides:  # --set strategy=X counts as --strategy X
             strategy = [*(strategy or []), overrides.pop("strategy")]
         overrides.update(strategy_options(ctx, strategy))
@@ -296,6 +308,7 @@ def sweep_b(
     epochs: EpochsOpt = None,
     device: DeviceOpt = None,
     data_dir: DataDirOpt = None,
+    data: DataFileOpt = None,
     jobs: JobsOpt = "auto",
     threads: ThreadsOpt = None,
     out: OutOpt = Path("results"),
@@ -306,7 +319,7 @@ def sweep_b(
     sweep_command(ctx, strategy, "b", b_grid, b_range, select, seeds, config, out, jobs,
                   threads, resume, set_, {"epochs": epochs, "device": device, "seed": seed,
                                           "task": task, "dataset": dataset,
-                                          "data_dir": data_dir})
+                                          "data_dir": data_dir, "data": data})
 
 
 @app.command("sweep", context_settings=STRATEGY_OPTIONS, epilog=strategy_help())
@@ -330,6 +343,7 @@ def sweep(
     epochs: EpochsOpt = None,
     device: DeviceOpt = None,
     data_dir: DataDirOpt = None,
+    data: DataFileOpt = None,
     jobs: JobsOpt = "auto",
     threads: ThreadsOpt = None,
     out: OutOpt = Path("results"),
@@ -341,7 +355,7 @@ def sweep(
     sweep_command(ctx, strategy, param, grid, range_, select, seeds, config, out, jobs,
                   threads, resume, set_, {"epochs": epochs, "device": device, "seed": seed,
                                           "task": task, "dataset": dataset,
-                                          "data_dir": data_dir})
+                                          "data_dir": data_dir, "data": data})
 
 
 def sweep_command(ctx: typer.Context, strategy: str, param: str, grid: str | None,
@@ -487,45 +501,6 @@ def plot_command(
             console.print(str(path))
 
 
-def ensure_data(cfg) -> None:
-    """For MovieLens, find or download the data set up front, with a download bar."""
-    if cfg.task != "movielens":
-        return
-    download_with_progress(cfg.dataset, cfg.data_dir)
+from lossbench.cli_data import data_app, ensure_data  # noqa: E402  (the data commands use guard)
 
-
-def download_with_progress(dataset: str, data_dir: str, url: str | None = None,
-                           sha256: str | None = None) -> Path:
-    """data.download_dataset with a rich bar (shown only while bytes arrive)."""
-    from rich.progress import DownloadColumn, TransferSpeedColumn
-
-    from lossbench.data import download_dataset
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), TimeRemainingColumn(), console=console,
-                  transient=True) as bars:
-        bar = bars.add_task(f"downloading {dataset}", total=None)
-        return download_dataset(
-            dataset, data_dir, url=url, sha256=sha256,
-            progress=lambda done, total: bars.update(bar, completed=done, total=total))
-
-
-data_app = typer.Typer(cls=OneLineErrors, no_args_is_help=True,
-                       help="MovieLens data: download, verify (SHA-256), extract.")
 app.add_typer(data_app, name="data")
-
-
-@data_app.command("download")
-def data_download(
-    dataset: Annotated[str, typer.Argument(help="ml-100k or ml-1m.")],
-    data_dir: Annotated[str, typer.Option(
-        help="Data folder (default $LOSSBENCH_DATA_DIR, else ~/.cache/lossbench).")] = "",
-    url: Annotated[str | None, typer.Option(
-        help="Archive URL instead of GroupLens (or set $LOSSBENCH_MOVIELENS_URL_BASE).")] = None,
-    sha256: Annotated[str | None, typer.Option(
-        help="Expected SHA-256 of the archive (default: the published one).")] = None,
-) -> None:
-    """Download, verify and extract a MovieLens data set; uses it if it is already there."""
-    with guard():
-        folder = download_with_progress(dataset, data_dir, url=url, sha256=sha256)
-        console.print(f"{dataset} ready in {folder}")

@@ -72,10 +72,21 @@ def parse_strategy_options(args: list[str]) -> dict[str, Any]:
 
 DataDirOpt = Annotated[str | None, typer.Option(
     help="movielens: data folder (default $LOSSBENCH_DATA_DIR, else ~/.cache/lossbench).")]
+DataFileOpt = Annotated[str | None, typer.Option(
+    "--data", help="interactions: your file (CSV/TSV with a header, RecBole .inter, Parquet); "
+    "implies --task interactions.")]
+UserColOpt = Annotated[str | None, typer.Option(
+    help="interactions: user id column (default: user_id, userId or user).")]
+ItemColOpt = Annotated[str | None, typer.Option(
+    help="interactions: item id column (default: item_id, itemId, movieId or item).")]
+TimeColOpt = Annotated[str | None, typer.Option(
+    help="interactions: timestamp column (default: timestamp, time or ts).")]
+RatingColOpt = Annotated[str | None, typer.Option(
+    help="interactions: rating column (default: rating, if present).")]
 MinRatingOpt = Annotated[float | None, typer.Option(
     help="movielens, interactions: keep ratings >= this (0 = all, RecBole's default).")]
 KCoreOpt = Annotated[int | None, typer.Option(
-    help="movielens: keep users and items with >= k interactions (0 = off).")]
+    help="movielens, interactions: keep users and items with >= k interactions (0 = off).")]
 JobsOpt = Annotated[str, typer.Option(
     envvar="LOSSBENCH_JOBS", show_envvar=True,
     help="Worker processes for independent runs: a number, or auto (CPU: one per core, at "
@@ -106,11 +117,14 @@ SetOpt = Annotated[list[str] | None, typer.Option(
 
 
 def collect_overrides(options: dict[str, Any], pairs: list[str] | None) -> dict[str, Any]:
-    """CLI overrides: the options the user gave (not None), then --set key=value pairs."""
+    """CLI overrides: the options the user gave (not None), then --set key=value pairs. A
+    data file without a task means --task interactions."""
     from lossbench.config import parse_set
 
     overrides = {k: v for k, v in options.items() if v is not None}
     overrides.update(parse_set(pairs or []))
+    if overrides.get("data") and "task" not in overrides:
+        overrides["task"] = "interactions"
     return overrides
 
 

@@ -42,7 +42,7 @@ from lossbench.recorder import (
     run_dir_name,
 )
 from lossbench.seeds import run_seeds
-from lossbench.tasks import Task, build_task, task_key
+from lossbench.tasks import Task, build_task, data_fingerprint, task_key
 from lossbench.trainer import resolve_device, train
 
 if TYPE_CHECKING:
@@ -103,10 +103,15 @@ def plan_runs(base: RunConfig, strategies: list[str], seeds: list[int]) -> list[
 
 
 def experiment_name(base: RunConfig) -> str:
-    """`<task or dataset>-<hash of the shared settings>`: the same settings give the same
-    folder, whatever strategies and seeds are run in it."""
+    """`<task, dataset or file stem>-<hash of the shared settings and of the data>`: the same
+    settings and data give the same folder, whatever strategies and seeds are run in it; a
+    changed interactions file (another SHA-256) lands in a new folder."""
     shared = {k: v for k, v in dataclasses.asdict(base).items() if k not in STRATEGY_FIELDS}
-    label = base.dataset if base.task == "movielens" else base.task
+    fingerprint = data_fingerprint(base)
+    if fingerprint:
+        shared["data_fingerprint"] = fingerprint
+    label = {"movielens": base.dataset,
+             "interactions": Path(base.data).stem or "interactions"}.get(base.task, base.task)
     return f"{label}-{config_hash(shared)}"
 
 
@@ -141,6 +146,7 @@ def run_record(cfg: RunConfig, task: Task) -> dict:
             "seeds": dataclasses.asdict(run_seeds(cfg.seed)),
             "device_used": f"{device.type} ({device_name})",
             "task_info": task.info,
+            "data_fingerprint": data_fingerprint(cfg),
             "versions": {"lossbench": lossbench.__version__, "torch": torch.__version__,
                          "python": sys.version.split()[0]},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -384,3 +384,54 @@ def test_movielens_and_the_same_ratings_as_csv_are_one_task(ml100k_csv, settings
 def test_no_leftover_temporary_files(tmp_path):
     build(write(tmp_path / "t.csv"))
     assert not [p for p in os.listdir(tmp_path / "data" / "cache") if p.startswith(".")]
+
+
+def test_the_csv_and_movielens_runs_write_identical_metrics(ml100k_csv, runner, tmp_path):
+    """The issue's proof, shortened to 1 epoch of a small model: the same command on the CSV
+    (other column names, string ids) and on MovieLens gives the same metrics.csv (all but
+    `seconds`)."""
+    from lossbench.cli import app
+
+    config = str(Path(__file__).parents[1] / "experiments" / "ml-100k.toml")
+    common = ["run", "--config", config, "--aux", "none", "--strategy", "plain", "--seed", "0",
+              "--set", "epochs=1", "--set", "hidden=16", "--set", "inner=32", "--set",
+              "n_layers=1", "--set", "n_heads=1", "--set", "batch_size=256"]
+    csv_run = runner.invoke(app, [*common, "--task", "interactions", "--data",
+                                  str(ml100k_csv), "--data-dir", str(tmp_path / "cache"),
+                                  "--out", str(tmp_path / "a")])
+    assert csv_run.exit_code == 0, csv_run.output
+    ml_run = runner.invoke(app, [*common, "--task", "movielens", "--dataset", "ml-100k",
+                                 "--data-dir", str(SHARED), "--out", str(tmp_path / "b")])
+    assert ml_run.exit_code == 0, ml_run.output
+
+    def metrics(out):
+        (path,) = out.glob("*/*/metrics.csv")
+        lines = [line.split(",") for line in path.read_text().splitlines()]
+        column = lines[0].index("seconds")
+        return [line[:column] + line[column + 1:] for line in lines]
+
+    assert len(metrics(tmp_path / "a")) == 2
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+    (folder,) = (tmp_path / "a").iterdir()
+    assert folder.name.startswith("ratings-")  # the file's stem names the experiment
+    config_json = json.loads(next(folder.glob("*/config.json")).read_text())
+    assert len(config_json["data_fingerprint"]["sha256"]) == 64
+
+
+def test_data_info_and_bad_files_from_the_cli(runner, tmp_path):
+    from lossbench.cli import app
+
+    path = write(tmp_path / "t.csv")
+    result = runner.invoke(app, ["data", "info", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    facts = json.loads(result.stdout)
+    assert facts["users"] >= 1 and facts["columns"]["user"]
+    for bad, message in ((tmp_path / "nope.csv", "not found"), (tmp_path, "folder")):
+        result = runner.invoke(app, ["data", "info", str(bad)])
+        assert result.exit_code == 2 and message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    result = runner.invoke(app, ["run", "--data", str(empty), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "empty" in result.stderr
+    assert not (tmp_path / "r").exists()
