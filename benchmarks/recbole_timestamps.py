@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from lossbench.data import dataset_spec
-from lossbench.tasks.movielens import read_ratings, user_sequences
+from lossbench.tasks.movielens import from_ratings, read_ratings, user_sequences
 
 
 def recbole_time(timestamps: np.ndarray) -> np.ndarray:
@@ -38,11 +38,10 @@ def recbole_time(timestamps: np.ndarray) -> np.ndarray:
 def recbole_sequences(rows: np.ndarray) -> np.ndarray:
     """All users' items, user after user (same user order and item ids as `user_sequences`),
     each user's sorted by the float32 rescaled timestamp, ties in file order."""
-    _, users = np.unique(rows[:, 0], return_inverse=True)
-    _, items = np.unique(rows[:, 1], return_inverse=True)
+    ids = from_ratings(rows)  # lossbench's numbering: first appearance in the file
     order = np.argsort(recbole_time(rows[:, 3]), kind="stable")
-    order = order[np.argsort(users[order], kind="stable")]
-    return items[order].astype(np.int64) + 1
+    order = order[np.argsort(ids.user[order], kind="stable")]
+    return ids.item[order].astype(np.int64) + 1
 
 
 def main() -> None:
