@@ -21,13 +21,16 @@ on any node, and on the CPU ends with the same metrics.csv as an uninterrupted r
 Runs complete in the results folder are read back without a task; runs complete in the store
 are read back by their task. The driver holds each run folder's lock (as a local run does), so
 two commands on one results folder never train the same run. Ctrl-C (or SIGTERM) in the
-driver cancels every task; a task in flight writes summary.json with status `interrupted`, as
-locally, the driver copies it, and the interrupt goes on.
+driver cancels every task, killing the workers of those in flight (a worker interrupted inside
+an import would be reused half-initialised); the driver then writes summary.json with status
+`interrupted` for each run that had finished an epoch, as a local Ctrl-C does, copies it, and
+the interrupt goes on. Their checkpoints stay: the same command resumes them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -51,11 +54,11 @@ STORE_FILES = ("config.json", "metrics.csv", "summary.json", "checkpoint.pkl")
 EPOCH_FILES = ("checkpoint.pkl", "metrics.csv", "config.json")
 """Shipped after every epoch, the checkpoint first: metrics.csv is never ahead of it."""
 FINAL_FILES = ("config.json", "metrics.csv", "summary.json")
-"""Shipped when a run ends (complete, diverged or interrupted), summary.json last."""
-POLL_SECONDS = 0.5
+"""Shipped when a run ends (complete or diverged), summary.json last."""
+POLL_SECONDS = 0.2
 """The driver waits for tasks in slices this long, so that Ctrl-C is seen at once."""
-CANCEL_GRACE_SECONDS = 60.0
-"""How long cancelled tasks get to write their `interrupted` summary."""
+CANCEL_WAIT_SECONDS = 30.0
+"""How long the driver waits for cancelled tasks to end."""
 
 
 @dataclass(frozen=True)
@@ -164,22 +167,58 @@ class RunStore:
                 pass
 
 
-def call(store: Any, method: str, *args: Any) -> Any:
-    """`store.method(*args)` on a RunStore, or on the store actor, waiting for it in a
-    helper thread: while a task's main thread waits in `ray.get`, Ray lends the task's CPUs
-    to queued tasks, which would start more runs at once than there are cores."""
+class StoreServer:
+    """A Ray actor on the driver's node: RunStore calls for tasks on other nodes."""
+
+    def call(self, root: str, method: str, *args: Any) -> Any:
+        return getattr(RunStore(root), method)(*args)
+
+
+@dataclass(frozen=True)
+class Served:
+    """A store that tasks reach through a StoreServer actor: the actor and the root."""
+
+    server: Any
+    root: str
+
+
+def call(store: RunStore | Served, method: str, *args: Any) -> Any:
+    """`store.method(*args)` on a RunStore, or through the actor of a Served store, waited
+    for in a helper thread: while a task's main thread waits in `ray.get`, Ray lends the
+    task's CPUs to queued tasks, which would start more runs at once than there are cores."""
     if isinstance(store, RunStore):
         return getattr(store, method)(*args)
     import ray
 
     with ThreadPoolExecutor(1) as thread:
-        return thread.submit(lambda: ray.get(getattr(store, method).remote(*args))).result()
+        return thread.submit(
+            lambda: ray.get(store.server.call.remote(store.root, method, *args))).result()
 
 
-def open_store(ray: Any, options: RayOptions, results: Path) -> tuple[RunStore, Any]:
+STORE_SERVERS: dict[tuple[str, str], Any] = {}
+"""This process's StoreServer for its current Ray session (node id, job id): started once
+(~1-2 s, as any worker) and used by every later comparison and sweep batch."""
+
+
+def store_server(ray: Any) -> Any:
+    """The StoreServer actor on this (the driver's) node, started on first use."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    context = ray.get_runtime_context()
+    key = (context.get_node_id(), context.get_job_id())
+    if key not in STORE_SERVERS:
+        STORE_SERVERS.clear()
+        here = NodeAffinitySchedulingStrategy(key[0], soft=False)
+        actor = ray.remote(StoreServer).options(num_cpus=0, scheduling_strategy=here)
+        STORE_SERVERS[key] = actor.remote()
+    return STORE_SERVERS[key]
+
+
+def open_store(ray: Any, options: RayOptions, results: Path
+               ) -> tuple[RunStore, RunStore | Served]:
     """(the store as the driver reaches it, the store as tasks reach it). With `storage`
     both are the same RunStore on `<storage>/<experiment>`; without, the driver writes the
-    results folder directly and tasks go through an actor on the driver's node."""
+    results folder directly and tasks go through the StoreServer on the driver's node."""
     if options.storage:
         storage = options.storage
         root = (f"{storage.rstrip('/')}/{results.name}" if "://" in storage
@@ -190,12 +229,8 @@ def open_store(ray: Any, options: RayOptions, results: Path) -> tuple[RunStore, 
         except (ImportError, ValueError, OSError) as exc:
             raise ConfigError(f"cannot use --storage {storage}: {first_line(exc)}") from None
         return store, store
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     store = RunStore(str(results.resolve()))
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    actor = ray.remote(RunStore).options(num_cpus=0, scheduling_strategy=here)
-    return store, actor.remote(store.root)
+    return store, Served(store_server(ray), store.root)
 
 
 class StoreSync(Events):
@@ -203,7 +238,7 @@ class StoreSync(Events):
     to the store; the first time, an old summary.json (of an interrupted attempt) leaves the
     store too, as `RunRecorder.start` removes it locally."""
 
-    def __init__(self, store: Any, name: str, run_dir: Path) -> None:
+    def __init__(self, store: RunStore | Served, name: str, run_dir: Path) -> None:
         self.store, self.name, self.run_dir = store, name, run_dir
         self.started = False
 
@@ -218,11 +253,11 @@ class StoreSync(Events):
         call(self.store, "put", self.name, files)
 
 
-def train_remote(cfg: RunConfig, store: Any, where: str, threads: int, version: str) -> dict:
-    """A Ray task: download the run's files from `store` (whose root is `where`) into a
-    scratch folder, `run_one` there (skipped when complete, resumed from a checkpoint), ship
-    the files back (StoreSync, then FINAL_FILES), and return the summary and rows. Cancelled
-    (KeyboardInterrupt), it ships the `interrupted` summary and re-raises."""
+def train_remote(cfg: RunConfig, store: RunStore | Served, threads: int, version: str
+                 ) -> dict:
+    """A Ray task: download the run's files from `store` into a scratch folder, `run_one`
+    there (skipped when complete, resumed from a checkpoint), ship the files back (StoreSync,
+    then FINAL_FILES), and return the summary and rows."""
     import ray
     import torch
 
@@ -241,11 +276,8 @@ def train_remote(cfg: RunConfig, store: Any, where: str, threads: int, version: 
         sync = StoreSync(store, name, run_dir)
         try:
             outcome = run_one(cfg, Path(scratch), sync, wait=True)
-        except KeyboardInterrupt:
-            sync.upload(FINAL_FILES)
-            raise
         except LossbenchError as exc:  # name the store, not the scratch folder
-            raise type(exc)(str(exc).replace(str(run_dir), f"{where}/{name}")) from None
+            raise type(exc)(str(exc).replace(str(run_dir), f"{store.root}/{name}")) from None
         if not outcome.skipped:
             sync.upload(FINAL_FILES)
             call(store, "delete", name, ("checkpoint.pkl",))
@@ -302,8 +334,7 @@ def run_ray(runs: list[RunConfig], comparison: Comparison, events: Events, *, of
             if restart:
                 store.delete(names[i], ("checkpoint.pkl",))
                 results.delete(names[i], ("checkpoint.pkl",))
-            ref = task.remote(runs[i], remote_store, store.root, threads, lossbench.__version__)
-            pending[ref] = i
+            pending[task.remote(runs[i], remote_store, threads, lossbench.__version__)] = i
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
@@ -314,25 +345,22 @@ def run_ray(runs: list[RunConfig], comparison: Comparison, events: Events, *, of
                     finished(i, RunOutcome(runs[i], comparison.dir / names[i], result["summary"],
                                            result["rows"], skipped=result["skipped"]))
         except BaseException:
-            cancel(ray, pending)
+            cancel(ray, list(pending))
             for i in pending.values():
+                mark_interrupted(remote_store, runs[i], names[i])
                 copy_back(store, results, names[i])
             raise
 
-    try:
-        with ExitStack() as locks:
-            events.run_started(runs[0], offset, total)
-            free, busy = [], []
-            for i in range(len(runs)):
-                lock = run_lock(comparison.dir / names[i], wait=False)
-                (free if locks.enter_context(lock) else busy).append(i)
-            dispatch(free)
-            for i in busy:  # another process works on these: wait for it, then read them back
-                locks.enter_context(run_lock(comparison.dir / names[i], wait=True))
-            dispatch(busy)
-    finally:
-        if remote_store is not store:
-            ray.kill(remote_store)
+    with ExitStack() as locks:
+        events.run_started(runs[0], offset, total)
+        free, busy = [], []
+        for i in range(len(runs)):
+            lock = run_lock(comparison.dir / names[i], wait=False)
+            (free if locks.enter_context(lock) else busy).append(i)
+        dispatch(free)
+        for i in busy:  # another process works on these: wait for it, then read them back
+            locks.enter_context(run_lock(comparison.dir / names[i], wait=True))
+        dispatch(busy)
     comparison.runs.extend(outcomes[i] for i in range(len(runs)))
 
 
@@ -347,15 +375,26 @@ def get_result(ray: Any, ref: Any) -> dict:
         raise
 
 
-def cancel(ray: Any, pending: dict) -> None:
-    """Cancel the tasks (a KeyboardInterrupt in those running) and give them
-    CANCEL_GRACE_SECONDS to ship their `interrupted` summaries."""
-    refs = list(pending)
+def cancel(ray: Any, refs: list) -> None:
+    """Cancel the tasks, killing the workers of those running, and wait for them to end."""
     for ref in reversed(refs):  # queued ones first: none starts on a core freed meanwhile
-        ray.cancel(ref)
-    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_SECONDS)
+        ray.cancel(ref, force=True)
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_WAIT_SECONDS)
     for ref in ready:  # fetch the errors, so Ray does not report them as unhandled
         try:
             ray.get(ref)
         except Exception:  # noqa: BLE001, S110 - cancelled or failed: nothing to keep
             pass
+
+
+def mark_interrupted(store: RunStore | Served, cfg: RunConfig, name: str) -> None:
+    """For a cancelled run that finished an epoch (its config.json is in the store) and
+    has no summary: the summary.json `experiment.execute_run` writes on Ctrl-C. Written
+    through `store` as the task wrote, so it follows the task's last files."""
+    files = call(store, "get", name)
+    if "config.json" not in files or "summary.json" in files:
+        return
+    epochs = len(files.get("metrics.csv", b"").decode().splitlines()) - 1
+    interrupted = {"strategy": cfg.strategy, "b": cfg.b, "seed": cfg.seed,
+                   "status": "interrupted", "epochs_run": max(epochs, 0)}
+    call(store, "put", name, {"summary.json": (json.dumps(interrupted, indent=2) + "\n").encode()})
