@@ -17,15 +17,6 @@ from typing import Annotated, Any
 
 import typer
 import typer.core
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -65,9 +56,16 @@ ClickException = _click.ClickException
 NoArgsIsHelpError = getattr(_click.exceptions, "NoArgsIsHelpError", ())
 Abort = getattr(typer.core, "Abort", None) or getattr(_click.exceptions, "Abort", ())
 
-# Piped or captured output (CI logs, files) gets room for the tables; a terminal its own width.
-console = Console() if sys.stdout.isatty() else Console(width=150)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+from lossbench.cli_display import (  # noqa: E402
+    ProgressEvents,
+    console,
+    err_console,
+    make_progress,
+    print_flood_advice,
+    print_group_tables,
+    runs_table,
+    sweep_table,
+)
 
 
 class OneLineErrors(TyperGroup):
@@ -92,7 +90,8 @@ class OneLineErrors(TyperGroup):
 app = typer.Typer(cls=OneLineErrors, no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False,
                   help="Paired comparisons of ways to combine a main and an auxiliary loss: "
-                       "plain, reweight, flood, reweight-flood.")
+                       "the seed's plain, reweight, flood and reweight-flood, the field's "
+                       "baselines (lossbench strategies) and your own.")
 
 
 def one_line(message: str) -> str:
@@ -127,66 +126,6 @@ def guard() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGTERM, previous)
 
-
-
-def fmt(value: Any, digits: int = 4) -> str:
-    """A number for a table cell."""
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return "-" if value is None else str(value)
-
-
-def run_label(cfg) -> str:
-    """`strategy b=... seed=...`: how progress names a run."""
-    return f"{cfg.strategy} b={cfg.b:g} seed={cfg.seed}"
-
-
-class ProgressEvents:
-    """Renders `experiment.Events` as two rich progress bars: runs, and epochs of the run."""
-
-    def __init__(self, progress: Progress, total_runs: int) -> None:
-        self.progress = progress
-        self.runs = progress.add_task("runs", total=total_runs)
-        self.epochs = progress.add_task("epochs", total=1)
-
-    def run_started(self, cfg, index: int, total: int) -> None:
-        self.progress.start()  # only once there is work: errors before it print alone
-        self.progress.update(self.runs, total=total)
-        self.progress.update(self.runs, description=f"run {index + 1}/{total}")
-        self.progress.reset(self.epochs, total=cfg.epochs, description=run_label(cfg))
-
-    def epoch_done(self, cfg, row: dict) -> None:
-        self.progress.update(self.epochs, advance=1,
-                             description=f"{run_label(cfg)} val_loss={row['val_loss']:.4f}")
-
-    def run_finished(self, outcome) -> None:
-        self.progress.advance(self.runs)
-        if outcome.skipped:
-            self.progress.console.print(f"skipped (already complete): {outcome.dir}")
-
-
-def make_progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                    console=console, transient=False)
-
-
-def runs_table(comparison) -> Table:
-    """One line per run: strategy, b, seed, best epoch and the metrics there."""
-    table = Table(title=f"lossbench run: {len(comparison.runs)} runs "
-                        "(val = validation at the best epoch, test there too)")
-    for column in ("strategy", "b", "seed", "status", "best ep", "val loss", "final val",
-                   "test loss", "test acc", "test ndcg10", "s"):
-        table.add_column(column, justify="left" if column in ("strategy", "status") else "right")
-    for run in comparison.runs:
-        s = run.summary
-        table.add_row(run.cfg.strategy, f"{run.cfg.b:g}", str(run.cfg.seed),
-                      s.get("status", "?") + (" (skipped)" if run.skipped else ""),
-                      fmt(s.get("best_epoch")), fmt(s.get("val_loss"), 3),
-                      fmt(s.get("final_val_loss"), 3), fmt(s.get("test_loss"), 3),
-                      fmt(s.get("test_acc"), 3), fmt(s.get("test_ndcg10"), 3),
-                      fmt(s.get("wall_seconds"), 1))
-    return table
 
 
 @app.command(context_settings=STRATEGY_OPTIONS, epilog=strategy_help())
@@ -259,29 +198,6 @@ def strategy_options(ctx: typer.Context, strategies: list[str] | None) -> dict[s
 
     registry.expand([s for s in strategies or [] if s not in registry.GROUPS])
     return parse_strategy_options(ctx.args)
-
-
-def print_flood_advice(comparison) -> None:
-    """report.flood_notes for the runs of this command: a plain line for each flooded group
-    whose flooding never acted, or acted from the first step."""
-    from lossbench import report
-
-    done = [r for r in (report.load_run(o.dir) for o in comparison.runs) if r.summary]
-    for line in report.flood_notes(done, report.varying_settings(done)) if done else []:
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
-
-
-def print_group_tables(results_dir: Path) -> None:
-    """The per-strategy validation and test tables of `report` (skipped when no run of the
-    folder finished, e.g. all diverged: `lossbench report` says why)."""
-    from lossbench import report
-
-    try:
-        summary = report.summarize(report.load_runs(results_dir))
-    except LossbenchError:
-        return
-    for table in report.render_tables(summary)[:2]:
-        console.print(table)
 
 
 SelectOpt = Annotated[str, typer.Option(
@@ -395,27 +311,6 @@ def sweep_command(ctx: typer.Context, strategy: str, param: str, grid: str | Non
         console.print(sweep_table(result))
         console.print(f"selected {param} = {result['selected']:g}: {result['why']}")
         console.print(f"results: {result['dir']}")
-
-
-def sweep_table(result: dict) -> Table:
-    """One line per value: mean and 95 % CI of the selection metric and its test
-    counterpart."""
-    select, param = result["select"], result["param"]
-    baseline = f", baseline b = 0 is {result['baseline']}" if result.get("baseline") else ""
-    table = Table(title=f"sweep of {param} ({result['strategy']}{baseline}): mean [95 % CI] "
-                        "over seeds")
-    for column in (param, select, f"test_{select[4:]}", "test acc", "test ndcg10", "diverged",
-                   "selected"):
-        table.add_column(column, justify="right")
-    for value, stats in result["per_value"].items():
-        val, test = stats["val"], stats["test"]
-        table.add_row(value, f"{val['mean']:.4f} [{val['lo']:.4f}, {val['hi']:.4f}]",
-                      f"{test['mean']:.4f} [{test['lo']:.4f}, {test['hi']:.4f}]",
-                      fmt(stats["test_metrics"]["test_acc"], 3),
-                      fmt(stats["test_metrics"]["test_ndcg10"], 3),
-                      str(len(stats["diverged"])),
-                      "<-" if float(value) == result["selected"] else "")
-    return table
 
 
 @app.command("strategies")
