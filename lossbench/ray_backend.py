@@ -41,13 +41,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lossbench
-from lossbench.config import RunConfig
 from lossbench.errors import ConfigError, LossbenchError
-from lossbench.experiment import Comparison, Events, RunOutcome, run_lock, run_one
 from lossbench.recorder import is_complete, read_json, read_metrics, run_dir_name
+
+if TYPE_CHECKING:  # experiment (and so torch) is imported where it is used: the StoreServer
+    from lossbench.config import RunConfig  # actor's process then starts in a blink
+    from lossbench.experiment import Comparison, Events
 
 INSTALL = 'pip install "lossbench[ray]"'
 STORE_FILES = ("config.json", "metrics.csv", "summary.json", "checkpoint.pkl")
@@ -233,14 +235,17 @@ def open_store(ray: Any, options: RayOptions, results: Path
     return store, Served(store_server(ray), store.root)
 
 
-class StoreSync(Events):
-    """The events of a remote run: after every epoch EPOCH_FILES go from the scratch folder
-    to the store; the first time, an old summary.json (of an interrupted attempt) leaves the
-    store too, as `RunRecorder.start` removes it locally."""
+class StoreSync:
+    """The `experiment.Events` of a remote run: after every epoch EPOCH_FILES go from the
+    scratch folder to the store; the first time, an old summary.json (of an interrupted
+    attempt) leaves the store too, as `RunRecorder.start` removes it locally."""
 
     def __init__(self, store: RunStore | Served, name: str, run_dir: Path) -> None:
         self.store, self.name, self.run_dir = store, name, run_dir
         self.started = False
+
+    def run_started(self, cfg: RunConfig, index: int, total: int) -> None: ...
+    def run_finished(self, outcome: Any) -> None: ...
 
     def epoch_done(self, cfg: RunConfig, row: dict) -> None:
         if not self.started:
@@ -260,6 +265,8 @@ def train_remote(cfg: RunConfig, store: RunStore | Served, threads: int, version
     then FINAL_FILES), and return the summary and rows."""
     import ray
     import torch
+
+    from lossbench.experiment import run_one
 
     if lossbench.__version__ != version:
         raise ConfigError(f"this Ray node has lossbench {lossbench.__version__}, the driver "
@@ -301,6 +308,7 @@ def run_ray(runs: list[RunConfig], comparison: Comparison, events: Events, *, of
     `train_remote` task with `options`' resources and `threads` torch threads; outcomes are
     appended to `comparison.runs` in plan order. Progress is reported per finished run, as
     with local worker processes (`run_started`, `run_finished`; no `epoch_done`)."""
+    from lossbench.experiment import RunOutcome, run_lock
     if not runs:
         return
     if runs[0].device == "cuda" and options.num_gpus == 0:
