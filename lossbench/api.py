@@ -66,7 +66,8 @@ def run(strategy: str | list[str] | None = None, config: str | Path | None = Non
         events: Events | None = None, jobs: int | str = 1, threads: int | None = None,
         restart: bool = False, backend: str = "local", address: str | None = None,
         storage: str | Path | None = None, num_cpus: float | None = None,
-        num_gpus: float | None = None, **settings: Any) -> Comparison:
+        num_gpus: float | None = None, fuse: bool | None = None,
+        **settings: Any) -> Comparison:
     """`lossbench run`: every strategy on seeds seed .. seed + seeds - 1, paired; `jobs`
     worker processes (an int or "auto"), `threads` torch threads per run (default 1), and
     with `restart` unfinished runs start afresh instead of from their checkpoint.
@@ -79,12 +80,15 @@ def run(strategy: str | list[str] | None = None, config: str | Path | None = Non
     of a cluster (default: $RAY_ADDRESS, else a local Ray on all cores; a Ray session
     already initialised in this process is used as it is), `storage` for checkpoints (a
     path or fsspec URL; default: the results folder), `num_cpus` / `num_gpus` per run
-    (default 1 / 0; fractions allowed). See lossbench/ray_backend.py."""
+    (default 1 / 0; fractions allowed). See lossbench/ray_backend.py.
+
+    `fuse`: train the fusable runs of each seed as one stacked model (lossbench/fused.py);
+    None (default) fuses with CUDA and not on the CPU."""
     where = workers(jobs, backend, address, storage, num_cpus, num_gpus)
     base = base_config(config, **settings)
     return run_comparison(base, as_list(strategy, base), [base.seed + i for i in range(seeds)],
                           out=out, name=name, events=events, jobs=where,
-                          threads=threads, restart=restart)
+                          threads=threads, restart=restart, fuse=fuse)
 
 
 def sweep(strategy: str = "weighted", param: str = "w", grid: str | list[float] | None = None,
@@ -94,11 +98,12 @@ def sweep(strategy: str = "weighted", param: str = "w", grid: str | list[float] 
           threads: int | None = None, restart: bool = False, backend: str = "local",
           address: str | None = None, storage: str | Path | None = None,
           num_cpus: float | None = None, num_gpus: float | None = None,
-          **settings: Any) -> dict:
+          fuse: bool | None = None, **settings: Any) -> dict:
     """`lossbench sweep`: every value of `grid` (a list of floats or the CLI's
     comma-separated string; or `value_range` start:stop:num) of the strategy parameter
     `param`, chosen on validation; returns the content of sweep.json plus its folder under
-    "dir". `param = "b"` is `sweep_b`. `backend` and the Ray options: as in `run`."""
+    "dir". `param = "b"` is `sweep_b`. `backend`, the Ray options and `fuse`: as in
+    `run` (a b grid of one seed fuses into one stacked model)."""
     from lossbench.sweep import parse_grid
     from lossbench.sweep import sweep as run_sweep
 
@@ -110,7 +115,8 @@ def sweep(strategy: str = "weighted", param: str = "w", grid: str | list[float] 
     base = base_config(config, **settings)
     return run_sweep(base, strategy=strategy, param=param, grid=values, select=select,
                      out=out, seeds=[base.seed + i for i in range(seeds)], events=events,
-                     on_grid=on_grid, jobs=jobs, threads=threads, restart=restart)
+                     on_grid=on_grid, jobs=jobs, threads=threads, restart=restart,
+                     fuse=fuse)
 
 
 def sweep_b(strategy: str = "flood", b_grid: str | list[float] | None = None,

@@ -28,6 +28,7 @@ from lossbench.cli_options import (
     DatasetOpt,
     DeviceOpt,
     EpochsOpt,
+    FuseOpt,
     ItemColOpt,
     JobsOpt,
     KCoreOpt,
@@ -157,6 +158,7 @@ def run(
     name: Annotated[str | None, typer.Option(
         help="Experiment folder name under --out (default: derived from the settings).")] = None,
     resume: ResumeOpt = True,
+    fuse: FuseOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Train and compare strategies on the same data, initial weights and batch order."""
@@ -179,7 +181,8 @@ def run(
         try:
             comparison = api.run(strategy=strategy, config=config, seeds=seeds, out=out,
                                  name=name, events=ProgressEvents(progress, n_runs),
-                                 jobs=jobs, threads=threads, restart=not resume, **overrides)
+                                 jobs=jobs, threads=threads, restart=not resume, fuse=fuse,
+                                 **overrides)
         finally:
             progress.stop()
         console.print(runs_table(comparison))
@@ -229,13 +232,14 @@ def sweep_b(
     threads: ThreadsOpt = None,
     out: OutOpt = Path("results"),
     resume: ResumeOpt = True,
+    fuse: FuseOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Sweep the flood level b: select it on validation, report test at the selected b."""
-    sweep_command(ctx, strategy, "b", b_grid, b_range, select, seeds, config, out, jobs,
-                  threads, resume, set_, {"epochs": epochs, "device": device, "seed": seed,
-                                          "task": task, "dataset": dataset,
-                                          "data_dir": data_dir, "data": data})
+    sweep_command(ctx, strategy, "b", b_grid, b_range, select, seeds, config, out, set_,
+                  {"epochs": epochs, "device": device, "seed": seed, "task": task,
+                   "dataset": dataset, "data_dir": data_dir, "data": data},
+                  {"jobs": jobs, "threads": threads, "restart": not resume, "fuse": fuse})
 
 
 @app.command("sweep", context_settings=STRATEGY_OPTIONS, epilog=strategy_help())
@@ -264,21 +268,23 @@ def sweep(
     threads: ThreadsOpt = None,
     out: OutOpt = Path("results"),
     resume: ResumeOpt = True,
+    fuse: FuseOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Sweep one parameter of a strategy (e.g. --strategy weighted --param w): select it on
     validation only, report test at the selected value."""
-    sweep_command(ctx, strategy, param, grid, range_, select, seeds, config, out, jobs,
-                  threads, resume, set_, {"epochs": epochs, "device": device, "seed": seed,
-                                          "task": task, "dataset": dataset,
-                                          "data_dir": data_dir, "data": data})
+    sweep_command(ctx, strategy, param, grid, range_, select, seeds, config, out, set_,
+                  {"epochs": epochs, "device": device, "seed": seed, "task": task,
+                   "dataset": dataset, "data_dir": data_dir, "data": data},
+                  {"jobs": jobs, "threads": threads, "restart": not resume, "fuse": fuse})
 
 
 def sweep_command(ctx: typer.Context, strategy: str, param: str, grid: str | None,
                   value_range: str | None, select: str, seeds: int, config: Path | None,
-                  out: Path, jobs: str, threads: int | None, resume: bool,
-                  pairs: list[str] | None, options: dict[str, Any]) -> None:
-    """What `sweep` and `sweep-b` do: run api.sweep with progress, then its table."""
+                  out: Path, pairs: list[str] | None, options: dict[str, Any],
+                  how: dict[str, Any]) -> None:
+    """What `sweep` and `sweep-b` do: run api.sweep with progress, then its table. `options`
+    are settings, `how` where and how the runs go (jobs, threads, restart, fuse, backend)."""
     from lossbench import api
 
     with guard():
@@ -304,8 +310,7 @@ def sweep_command(ctx: typer.Context, strategy: str, param: str, grid: str | Non
             result = api.sweep(strategy=strategy, param=param, grid=grid,
                                value_range=value_range, select=select, seeds=seeds,
                                config=config, out=out, events=ProgressEvents(progress, seeds),
-                               on_grid=show_grid, jobs=jobs, threads=threads,
-                               restart=not resume, **overrides)
+                               on_grid=show_grid, **how, **overrides)
         finally:
             progress.stop()
         console.print(sweep_table(result))

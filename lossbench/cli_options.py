@@ -112,6 +112,10 @@ ResumeOpt = Annotated[bool, typer.Option(
     "--resume/--restart", help="Unfinished runs (killed or interrupted) continue from their "
     "checkpoint (--resume, the default) or start afresh (--restart). Complete runs are "
     "skipped either way; delete a run folder to redo it.")]
+FuseOpt = Annotated[bool | None, typer.Option(
+    "--fuse/--no-fuse", show_default=False, help="Train the runs of a seed as one stacked "
+    "model (torch.vmap; lossbench/fused.py). Default: on with CUDA, off on the CPU. Runs that "
+    "cannot fuse (uncertainty, gcs, pcgrad, gru, dropout on CUDA) run unfused.")]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="Override any setting: --set key=value (repeatable).")]
 

@@ -22,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -155,10 +155,12 @@ def run_record(cfg: RunConfig, task: Task) -> dict:
 def run_comparison(base: RunConfig, strategies: list[str], seeds: list[int],
                    out: str | Path = "results", name: str | None = None,
                    events: Events | None = None, jobs: int | str | RayOptions = 1,
-                   threads: int | None = None, restart: bool = False) -> Comparison:
+                   threads: int | None = None, restart: bool = False,
+                   fuse: bool | None = None) -> Comparison:
     """Run every (seed, strategy) pair, skipping runs already complete on disk. Unfinished
     runs continue from their checkpoint, or start afresh with `restart`. `jobs`: local worker
-    processes, or a `ray_backend.RayOptions` to run them as Ray tasks (`run_all`)."""
+    processes, or a `ray_backend.RayOptions` to run them as Ray tasks (`run_all`). `fuse`:
+    train each seed's fusable runs as one stacked model (None: with CUDA only)."""
     events = events or Events()
     runs = plan_runs(base, strategies, seeds)
     if not on_ray(jobs):  # on Ray, devices are the workers' (checked there)
@@ -167,7 +169,8 @@ def run_comparison(base: RunConfig, strategies: list[str], seeds: list[int],
     comparison = Comparison(Path(out) / (name or experiment_name(base)))
     created = make_folder(comparison.dir)
     try:
-        run_all(runs, comparison, events, jobs=jobs, threads=threads, restart=restart)
+        run_all(runs, comparison, events, jobs=jobs, threads=threads, restart=restart,
+                fuse=not on_ray(jobs) and resolve_fuse(fuse, base.device))
     except LossbenchError:
         remove_empty(created)
         raise
@@ -266,20 +269,75 @@ def on_ray(jobs: int | str | RayOptions) -> bool:
     return isinstance(jobs, RayOptions)
 
 
+def resolve_fuse(fuse: bool | None, device: str) -> bool:
+    """--fuse/--no-fuse; None (the default): on with CUDA, off on the CPU (no gain there)."""
+    return resolve_device(device).type == "cuda" if fuse is None else fuse
+
+
+def run_group(cfgs: list[RunConfig], parent: Path, events: Events,
+              restart: bool = False) -> list[RunOutcome]:
+    """run_one for a fusable group (fused.fusable_groups): complete runs are read back, the
+    others are locked and trained together by fused.run_fused (a single one by execute_run);
+    runs another process holds are waited for afterwards, as run_all does."""
+    from lossbench.fused import run_fused
+
+    task, outcomes, todo = cached_task(cfgs[0]), {}, []
+    with ExitStack() as locks:
+        for i, cfg in enumerate(cfgs):
+            record = run_record(cfg, task)
+            run_dir = parent / run_dir_name(dataclasses.asdict(cfg))
+            if not locks.enter_context(run_lock(run_dir, wait=False)):
+                continue
+            if is_complete(run_dir, record):
+                outcomes[i] = RunOutcome(cfg, run_dir, read_json(run_dir / "summary.json"),
+                                         read_metrics(run_dir / "metrics.csv"), skipped=True)
+                continue
+            if restart:
+                (run_dir / "checkpoint.pkl").unlink(missing_ok=True)
+            todo.append((i, cfg, run_dir, record))
+        if len(todo) > 1:
+            results = run_fused([t[1] for t in todo], task, [t[2] for t in todo],
+                                [t[3] for t in todo], events)
+            for (i, cfg, run_dir, _), result in zip(todo, results, strict=True):
+                outcomes[i] = RunOutcome(cfg, run_dir, *result)
+        elif todo:
+            i, cfg, run_dir, record = todo[0]
+            outcomes[i] = RunOutcome(cfg, run_dir,
+                                     *execute_run(cfg, task, run_dir, record, events))
+    for i, cfg in enumerate(cfgs):
+        if i not in outcomes:
+            outcomes[i] = run_one(cfg, parent, events, wait=True, restart=restart)
+    return [outcomes[i] for i in range(len(cfgs))]
+
+
 def run_all(runs: list[RunConfig], comparison: Comparison, events: Events, *,
             offset: int = 0, total: int | None = None, jobs: int | str | RayOptions = 1,
-            threads: int | None = None, restart: bool = False) -> None:
+            threads: int | None = None, restart: bool = False, fuse: bool = False) -> None:
     """Run (or skip, when complete on disk) each run, appending to `comparison.runs` in plan
     order. `offset`/`total` number the runs for progress when one comparison is run in
     several batches (a sweep). With `jobs` > 1 (after `resolve_jobs`) the runs go to that
-    many worker processes; with a `RayOptions` they are Ray tasks (`ray_backend.run_ray`).
-    Each run uses `thread_share(jobs, threads)` torch threads."""
+    many worker processes; with a `RayOptions` they are Ray tasks (`ray_backend.run_ray`);
+    with `fuse` the runs of each fusable group train together in this process (`run_group`,
+    lossbench/fused.py). Each run uses `thread_share(jobs, threads)` torch threads."""
     total = len(runs) + offset if total is None else total
     if on_ray(jobs):
         from lossbench.ray_backend import run_ray
 
         run_ray(runs, comparison, events, offset=offset, total=total,
                 threads=thread_share(1, threads), restart=restart, options=jobs)
+        return
+    if fuse:
+        from lossbench.fused import fusable_groups
+
+        torch.set_num_threads(thread_share(1, threads))
+        index = offset
+        for group in fusable_groups(runs):
+            for cfg in group:
+                events.run_started(cfg, index, total)
+                index += 1
+            for outcome in run_group(group, comparison.dir, events, restart):
+                comparison.runs.append(outcome)
+                events.run_finished(outcome)
         return
     jobs = resolve_jobs(jobs, len(runs), runs[0].device) if runs else 1
     if jobs > 1 and len(runs) > 1:

@@ -47,7 +47,9 @@ from lossbench.experiment import (
     RunOutcome,
     experiment_name,
     make_folder,
+    on_ray,
     remove_empty,
+    resolve_fuse,
     run_all,
 )
 from lossbench.recorder import write_json
@@ -180,8 +182,10 @@ def check_sweep(strategy: str, param: str, select: str) -> str:
 def sweep(base: RunConfig, *, strategy: str = "flood", param: str = "b",
           grid: list[float] | None = None, seeds: list[int], select: str = "val_loss",
           out: str | Path = "results", events: Events | None = None, on_grid=None,
-          jobs: int | str = 1, threads: int | None = None, restart: bool = False) -> dict:
-    """Run the sweep (see the module docstring) and return the content of sweep.json."""
+          jobs: int | str = 1, threads: int | None = None, restart: bool = False,
+          fuse: bool | None = None) -> dict:
+    """Run the sweep (see the module docstring) and return the content of sweep.json.
+    `fuse` as in experiment.run_comparison (None: with CUDA only)."""
     strategy = check_sweep(strategy, param, select)
     if param != "b" and grid is None:
         raise ConfigError(f"sweeping '{param}' needs values: give --grid or --range")
@@ -204,13 +208,14 @@ def sweep(base: RunConfig, *, strategy: str = "flood", param: str = "b",
     created = make_folder(folder.dir)
     events = events or Events()
     baseline = registry.no_flood_baseline(strategy) if param == "b" else None
+    fuse = not on_ray(jobs) and resolve_fuse(fuse, base.device)
     try:
         first = ([runs_for(baseline, 0.0, s) for s in seeds] if baseline else [])
         level = None
         if first:
             planned = None if grid is None else len(seeds) * (1 + len([b for b in grid if b]))
             run_all(first, folder, events, jobs=jobs, threads=threads, total=planned,
-                    restart=restart)
+                    restart=restart, fuse=fuse)
             if grid is None:
                 grid, level = default_grid(folder.runs)
         assert grid is not None
@@ -218,7 +223,7 @@ def sweep(base: RunConfig, *, strategy: str = "flood", param: str = "b",
             on_grid(grid, level)
         rest = [runs_for(strategy, v, s) for v in grid if v or param != "b" for s in seeds]
         run_all(rest, folder, events, offset=len(first), jobs=jobs, threads=threads,
-                restart=restart, total=len(first) + len(rest))
+                restart=restart, total=len(first) + len(rest), fuse=fuse)
     except ConfigError:
         remove_empty(created)
         raise

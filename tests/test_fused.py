@@ -213,3 +213,26 @@ def test_an_unfused_checkpoint_resumes_fused(tmp_path):
             execute_run(cfg, task, folder(out, cfg), run_record(cfg, task),
                         StopAfter(cfg.strategy, 1))
     assert_same_runs(whole, together(cfgs, task, out))
+
+
+def test_the_cli_fuses_what_it_can_and_matches_unfused(runner, tmp_path):
+    """`lossbench run --fuse` as a user types it: the seed's four fuse (summary `fused` = 4),
+    uncertainty runs alone in the same command, and every run equals its `--no-fuse` twin
+    within TOL; the same folders appear."""
+    from lossbench.cli import app
+    from lossbench.recorder import read_json, read_metrics
+
+    args = ["run", "--config", str(TINY), "-s", "all", "-s", "uncertainty", "--b", "7.5"]
+    for flag, out in (("--fuse", "f"), ("--no-fuse", "u")):
+        result = runner.invoke(app, [*args, flag, "--out", str(tmp_path / out)])
+        assert result.exit_code == 0, result.output
+    fused = sorted(p.relative_to(tmp_path / "f") for p in (tmp_path / "f").glob("*/*"))
+    assert fused == sorted(p.relative_to(tmp_path / "u") for p in (tmp_path / "u").glob("*/*"))
+    pairs = []
+    for rel in fused:
+        a, b = tmp_path / "f" / rel, tmp_path / "u" / rel
+        summary = read_json(a / "summary.json")
+        assert summary.get("fused") == (None if "uncertainty" in rel.name else 4)
+        pairs.append(((read_json(b / "summary.json"), read_metrics(b / "metrics.csv")),
+                      (summary, read_metrics(a / "metrics.csv"))))
+    assert_same_runs([p[0] for p in pairs], [p[1] for p in pairs])
