@@ -55,9 +55,6 @@ class Exported:
     actions: dict[str, str] = field(default_factory=dict)
     ids: dict[str, str] = field(default_factory=dict)
 
-    def count(self, action: str) -> int:
-        return sum(a == action for a in self.actions.values())
-
 
 def run_key(run: Run) -> str:
     """`<experiment folder>/<run folder>`: how a run is known in MLflow and TensorBoard."""

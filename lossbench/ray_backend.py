@@ -4,27 +4,23 @@
 
 Each run is a plain Ray task (`train_remote`) with its own `num_cpus` / `num_gpus` (fractions
 allowed), retried by Ray when its worker dies (`max_retries`). Not a Tune trial: lossbench
-already chooses what runs (the plan), keeps its own results layout and resumes from its own
-checkpoints; Tune would add a second results folder, a scheduler and trial names to map back.
+already plans the runs, keeps its own results layout and resumes from its own checkpoints;
+Tune would add a second results folder, a scheduler and trial names to map back.
 
-A task trains with `experiment.run_one`, as a local run does, but into a scratch copy of the
-run folder on whatever node runs it. After every epoch it ships checkpoint.pkl, metrics.csv
-and config.json to the run's *store*, and at the end summary.json (the checkpoint then goes).
-The store is, by default, the driver's results folder itself: a small Ray actor pinned to the
-driver's node writes the files there, so no shared filesystem is needed and the folder looks
-exactly as a local run's, checkpoint included. With `storage` (a local path or a URL fsspec
-understands: s3://, gs://, ...) it is `<storage>/<experiment>/<run folder>/`, and the driver
-copies each run's files into the results folder when its task ends. A task starts by
-downloading what the store holds, so a task whose worker died resumes after its last epoch
-on any node, and on the CPU ends with the same metrics.csv as an uninterrupted run.
+A task runs `experiment.run_one` into a scratch copy of the run folder on its node and ships
+checkpoint.pkl, metrics.csv and config.json to the run's *store* after every epoch, and
+summary.json at the end (the checkpoint then goes). The store is the driver's results folder
+itself, written by a small actor on the driver's node (no shared filesystem needed; the folder
+looks exactly as a local run's), or with `storage` (a path or fsspec URL: s3://, gs://, ...)
+`<storage>/<experiment>/<run folder>/`, copied into the results folder as each task ends. A
+task starts by downloading what the store holds, so a task whose worker died resumes after
+its last epoch on any node and, on the CPU, ends with the same metrics.csv.
 
-Runs complete in the results folder are read back without a task; runs complete in the store
-are read back by their task. The driver holds each run folder's lock (as a local run does), so
-two commands on one results folder never train the same run. Ctrl-C (or SIGTERM) in the
-driver cancels every task, killing the workers of those in flight (a worker interrupted inside
-an import would be reused half-initialised); the driver then writes summary.json with status
-`interrupted` for each run that had finished an epoch, as a local Ctrl-C does, copies it, and
-the interrupt goes on. Their checkpoints stay: the same command resumes them.
+Runs complete in the results folder are read back without a task, runs complete in the store
+by their task. The driver holds each run folder's lock, as a local run does. Ctrl-C (or
+SIGTERM) cancels every task, killing the workers of those in flight (a worker interrupted
+inside an import would be reused half-initialised); the driver then marks each run that had
+finished an epoch `interrupted`, as a local Ctrl-C does, and the same command resumes them.
 """
 
 from __future__ import annotations
@@ -35,10 +31,12 @@ import logging
 import math
 import os
 import signal
+import socket
 import tempfile
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,6 +105,7 @@ def connect(ray: Any, address: str | None) -> None:
     undone, so SIGTERM still marks runs interrupted (exit code 143)."""
     if ray.is_initialized():
         return
+    check_reachable(address)
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if main else None
     local = address is None and not os.environ.get("RAY_ADDRESS")
@@ -115,10 +114,24 @@ def connect(ray: Any, address: str | None) -> None:
                  **({"include_dashboard": False} if local else {}))
     except Exception as exc:  # noqa: BLE001 - whatever Ray raises, the user sees one line
         where = f"the Ray cluster at {address}" if address else "Ray"
-        raise ConfigError(f"cannot start or reach {where}: {first_line(exc)}") from None
+        cause = f" ({first_line(exc.__cause__).split('. ')[0]})" if exc.__cause__ else ""
+        raise ConfigError(f"cannot start or reach {where}: {first_line(exc)}{cause}") from None
     finally:
         if main and previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A `host:port` address that refuses a TCP connection is a ConfigError at once (Ray
+    itself would retry for minutes)."""
+    host, _, port = (address or "").rpartition(":")
+    if not host or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot reach the Ray cluster at {address}: "
+                          f"{exc.strerror or exc}") from None
 
 
 def first_line(exc: BaseException) -> str:
@@ -309,6 +322,7 @@ def run_ray(runs: list[RunConfig], comparison: Comparison, events: Events, *, of
     appended to `comparison.runs` in plan order. Progress is reported per finished run, as
     with local worker processes (`run_started`, `run_finished`; no `epoch_done`)."""
     from lossbench.experiment import RunOutcome, run_lock
+
     if not runs:
         return
     if runs[0].device == "cuda" and options.num_gpus == 0:
@@ -333,19 +347,20 @@ def run_ray(runs: list[RunConfig], comparison: Comparison, events: Events, *, of
 
     def dispatch(indices: list[int]) -> None:
         pending = {}
-        for i in indices:
-            run_dir = comparison.dir / names[i]
-            if is_complete(run_dir, dataclasses.asdict(runs[i])):
-                finished(i, RunOutcome(runs[i], run_dir, read_json(run_dir / "summary.json"),
-                                       read_metrics(run_dir / "metrics.csv"), skipped=True))
-                continue
-            if restart:
-                store.delete(names[i], ("checkpoint.pkl",))
-                results.delete(names[i], ("checkpoint.pkl",))
-            pending[task.remote(runs[i], remote_store, threads, lossbench.__version__)] = i
         try:
+            for i in indices:
+                run_dir = comparison.dir / names[i]
+                if is_complete(run_dir, dataclasses.asdict(runs[i])):
+                    finished(i, RunOutcome(runs[i], run_dir, read_json(run_dir / "summary.json"),
+                                           read_metrics(run_dir / "metrics.csv"), skipped=True))
+                    continue
+                if restart:
+                    store.delete(names[i], ("checkpoint.pkl",))
+                    results.delete(names[i], ("checkpoint.pkl",))
+                pending[task.remote(runs[i], remote_store, threads, lossbench.__version__)] = i
             while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+                with sigterm_between_waits():
+                    ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
                 for ref in ready:
                     i = pending.pop(ref)
                     result = get_result(ray, ref)
@@ -370,6 +385,26 @@ def run_ray(runs: list[RunConfig], comparison: Comparison, events: Events, *, of
             locks.enter_context(run_lock(comparison.dir / names[i], wait=True))
         dispatch(busy)
     comparison.runs.extend(outcomes[i] for i in range(len(runs)))
+
+
+@contextmanager
+def sigterm_between_waits() -> Iterator[None]:
+    """Ray turns an exception raised by a signal handler while it waits into a plain
+    KeyboardInterrupt, so a SIGTERM handler's `Terminated` (exit code 143) would read as
+    Ctrl-C (130). Inside this block SIGTERM is only noted; the handler in force (the CLI's
+    `raise_terminated`) then runs when the block ends, outside Ray."""
+    handler = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or not callable(handler):
+        yield
+        return
+    received: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    if received:
+        handler(signal.SIGTERM, None)
 
 
 def get_result(ray: Any, ref: Any) -> dict:

@@ -141,6 +141,13 @@ def test_ray_gives_the_local_files_and_a_rerun_skips(ray_session, tiny, tmp_path
     assert all(r.skipped for r in again.runs)
 
 
+def test_sweep_b_on_ray_equals_the_local_sweep(ray_session, tiny, tmp_path):
+    kwargs = {"b_grid": [3.0], "config": tiny, "seeds": 1}
+    local = api.sweep_b(**kwargs, out=tmp_path / "local")
+    remote = api.sweep_b(**kwargs, out=tmp_path / "ray", backend="ray")
+    assert remote["per_value"] == local["per_value"] and remote["runs"] == local["runs"]
+
+
 def test_storage_elsewhere_is_copied_back_and_read_back(ray_session, tiny, tmp_path):
     store = tmp_path / "store"
     kwargs = {"strategy": "flood", "config": tiny, "b": 3.0, "backend": "ray",
@@ -259,6 +266,15 @@ def test_bad_ray_options_are_config_errors(options, message):
     with pytest.raises(ConfigError, match=message):
         RayOptions(**options)
     RayOptions(num_cpus=0.5, num_gpus=0.25)  # fractions are fine
+
+
+def test_an_address_that_refuses_connections_fails_at_once():
+    from lossbench.ray_backend import check_reachable
+
+    with pytest.raises(ConfigError, match="cannot reach the Ray cluster at 127.0.0.1:9: "):
+        check_reachable("127.0.0.1:9")  # Ray itself would retry for minutes
+    for address in (None, "auto", "ray://head:10001"):
+        check_reachable(address)  # left to Ray
 
 
 def test_cli_backend_ray_without_ray_exits_2(runner, tiny, tmp_path, monkeypatch):
