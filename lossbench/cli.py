@@ -22,6 +22,8 @@ from typer.core import TyperGroup
 
 from lossbench.cli_options import (
     STRATEGY_OPTIONS,
+    AddressOpt,
+    BackendOpt,
     ConfigOpt,
     DataDirOpt,
     DataFileOpt,
@@ -33,6 +35,8 @@ from lossbench.cli_options import (
     JobsOpt,
     KCoreOpt,
     MinRatingOpt,
+    NumCpusOpt,
+    NumGpusOpt,
     OutOpt,
     RatingColOpt,
     ReadOutOpt,
@@ -40,6 +44,7 @@ from lossbench.cli_options import (
     ResumeOpt,
     SeedOpt,
     SetOpt,
+    StorageOpt,
     StrategyOpt,
     TaskOpt,
     ThreadsOpt,
@@ -159,6 +164,11 @@ def run(
         help="Experiment folder name under --out (default: derived from the settings).")] = None,
     resume: ResumeOpt = True,
     fuse: FuseOpt = None,
+    backend: BackendOpt = "local",
+    address: AddressOpt = None,
+    storage: StorageOpt = None,
+    num_cpus: NumCpusOpt = None,
+    num_gpus: NumGpusOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Train and compare strategies on the same data, initial weights and batch order."""
@@ -182,7 +192,8 @@ def run(
             comparison = api.run(strategy=strategy, config=config, seeds=seeds, out=out,
                                  name=name, events=ProgressEvents(progress, n_runs),
                                  jobs=jobs, threads=threads, restart=not resume, fuse=fuse,
-                                 **overrides)
+                                 backend=backend, address=address, storage=storage,
+                                 num_cpus=num_cpus, num_gpus=num_gpus, **overrides)
         finally:
             progress.stop()
         console.print(runs_table(comparison))
@@ -233,13 +244,20 @@ def sweep_b(
     out: OutOpt = Path("results"),
     resume: ResumeOpt = True,
     fuse: FuseOpt = None,
+    backend: BackendOpt = "local",
+    address: AddressOpt = None,
+    storage: StorageOpt = None,
+    num_cpus: NumCpusOpt = None,
+    num_gpus: NumGpusOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Sweep the flood level b: select it on validation, report test at the selected b."""
     sweep_command(ctx, strategy, "b", b_grid, b_range, select, seeds, config, out, set_,
                   {"epochs": epochs, "device": device, "seed": seed, "task": task,
                    "dataset": dataset, "data_dir": data_dir, "data": data},
-                  {"jobs": jobs, "threads": threads, "restart": not resume, "fuse": fuse})
+                  {"jobs": jobs, "threads": threads, "restart": not resume, "fuse": fuse,
+                   "backend": backend, "address": address, "storage": storage,
+                   "num_cpus": num_cpus, "num_gpus": num_gpus})
 
 
 @app.command("sweep", context_settings=STRATEGY_OPTIONS, epilog=strategy_help())
@@ -269,6 +287,11 @@ def sweep(
     out: OutOpt = Path("results"),
     resume: ResumeOpt = True,
     fuse: FuseOpt = None,
+    backend: BackendOpt = "local",
+    address: AddressOpt = None,
+    storage: StorageOpt = None,
+    num_cpus: NumCpusOpt = None,
+    num_gpus: NumGpusOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Sweep one parameter of a strategy (e.g. --strategy weighted --param w): select it on
@@ -276,7 +299,9 @@ def sweep(
     sweep_command(ctx, strategy, param, grid, range_, select, seeds, config, out, set_,
                   {"epochs": epochs, "device": device, "seed": seed, "task": task,
                    "dataset": dataset, "data_dir": data_dir, "data": data},
-                  {"jobs": jobs, "threads": threads, "restart": not resume, "fuse": fuse})
+                  {"jobs": jobs, "threads": threads, "restart": not resume, "fuse": fuse,
+                   "backend": backend, "address": address, "storage": storage,
+                   "num_cpus": num_cpus, "num_gpus": num_gpus})
 
 
 def sweep_command(ctx: typer.Context, strategy: str, param: str, grid: str | None,
@@ -402,5 +427,7 @@ def plot_command(
 
 
 from lossbench.cli_data import data_app, ensure_data  # noqa: E402  (the data commands use guard)
+from lossbench.cli_export import export_command  # noqa: E402
 
 app.add_typer(data_app, name="data")
+app.command("export")(export_command)

@@ -112,6 +112,19 @@ ResumeOpt = Annotated[bool, typer.Option(
     "--resume/--restart", help="Unfinished runs (killed or interrupted) continue from their "
     "checkpoint (--resume, the default) or start afresh (--restart). Complete runs are "
     "skipped either way; delete a run folder to redo it.")]
+BackendOpt = Annotated[str, typer.Option(
+    help="local (this machine: --jobs worker processes) or ray (every run a Ray task; "
+    "pip install \"lossbench[ray]\").")]
+AddressOpt = Annotated[str | None, typer.Option(
+    help="ray: the cluster to join (auto, ray://host:10001, or $RAY_ADDRESS); default: a "
+    "local Ray on all cores.")]
+StorageOpt = Annotated[str | None, typer.Option(
+    help="ray: where workers keep checkpoints and results between epochs (a path or an "
+    "fsspec URL such as s3://bucket/lossbench); default: the results folder.")]
+NumCpusOpt = Annotated[float | None, typer.Option(
+    help="ray: CPUs per run (fractions allowed; default 1).")]
+NumGpusOpt = Annotated[float | None, typer.Option(
+    help="ray: GPUs per run (fractions allowed, so small runs share a GPU; default 0).")]
 FuseOpt = Annotated[bool | None, typer.Option(
     "--fuse/--no-fuse", show_default=False, help="Train the runs of a seed as one stacked "
     "model (torch.vmap; lossbench/fused.py). Default: on with CUDA, off on the CPU. Runs that "

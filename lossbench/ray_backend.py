@@ -100,20 +100,22 @@ def require_ray() -> Any:
 
 
 def connect(ray: Any, address: str | None) -> None:
-    """Join Ray once per process: a session that is already up (e.g. the caller's own
-    `ray.init(runtime_env=...)`) is used as it is and left up. Ray's SIGTERM handler is
-    undone, so SIGTERM still marks runs interrupted (exit code 143)."""
+    """Join Ray once per process: `address`, else $RAY_ADDRESS, else a new local Ray on this
+    machine's cores (`auto` joins the cluster `ray start` runs here). A session that is
+    already up (e.g. the caller's own `ray.init(runtime_env=...)`) is used as it is and left
+    up. Ray's SIGTERM handler is undone, so SIGTERM still marks runs interrupted (143)."""
     if ray.is_initialized():
         return
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
     check_reachable(address)
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if main else None
-    local = address is None and not os.environ.get("RAY_ADDRESS")
     try:
+        local = {"include_dashboard": False, "_node_ip_address": "127.0.0.1"}  # loopback only
         ray.init(address=address, logging_level=logging.ERROR,
-                 **({"include_dashboard": False} if local else {}))
+                 **(local if address == "local" else {}))
     except Exception as exc:  # noqa: BLE001 - whatever Ray raises, the user sees one line
-        where = f"the Ray cluster at {address}" if address else "Ray"
+        where = "a local Ray" if address == "local" else f"the Ray cluster at {address}"
         cause = f" ({first_line(exc.__cause__).split('. ')[0]})" if exc.__cause__ else ""
         raise ConfigError(f"cannot start or reach {where}: {first_line(exc)}{cause}") from None
     finally:

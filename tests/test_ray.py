@@ -34,7 +34,8 @@ LONG = {"epochs": 30, "n_train_users": 256, "batch_size": 64}
 def ray_session():
     """One local Ray for the module (tasks of 1 CPU: two run at a time), shut down after."""
     ray = pytest.importorskip("ray", reason='Ray is not installed: pip install "lossbench[ray]"')
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
+             _node_ip_address="127.0.0.1")  # a new local Ray, on the loopback address only
     yield ray
     ray.shutdown()
 
