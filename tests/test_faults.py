@@ -27,9 +27,11 @@ def only_run(out: Path) -> Path:
     return folder
 
 
-def start(tiny: Path, out: Path) -> subprocess.Popen:
+def start(tiny: Path, out: Path, epochs: int = 20) -> subprocess.Popen:
+    """A reweight-flood run of `epochs` epochs in a subprocess (LONG's other settings)."""
     return subprocess.Popen([sys.executable, "-m", "lossbench", "run", "--config", str(tiny),
                              "--strategy", "reweight-flood", "--b", "3.3", *LONG,
+                             "--set", f"epochs={epochs}",
                              "--out", str(out)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -74,7 +76,7 @@ def test_killed_run_resumes_to_identical_metrics(runner, tiny, tmp_path):
 
 def test_signals_mark_interrupted_and_exit_130_or_143(tiny, tmp_path):
     """SIGINT (Ctrl-C) and SIGTERM, each to its own process, started together."""
-    procs = {signum: start(tiny, tmp_path / str(code))
+    procs = {signum: start(tiny, tmp_path / str(code), epochs=500)  # interrupted long before
              for signum, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130))}
     for signum, proc in procs.items():
         wait_for_epochs(tmp_path / str(143 if signum == signal.SIGTERM else 130), 3, proc)
