@@ -376,12 +376,26 @@ def worker_init(threads: int, counter) -> None:
     signal.signal(signal.SIGTERM, raise_terminated)
 
 
+def worker_context() -> multiprocessing.context.BaseContext:
+    """Where worker processes come from. With forkserver (Linux, macOS) a server process
+    imports lossbench and torch once (~5 s, torch._dynamo included: torch.optim imports it on
+    first use) and every worker forks from it in milliseconds; the server lives as long as
+    this Python process, so later commands of the same session reuse it. Where there is no
+    forkserver (Windows) workers are spawned and each pays the imports. Either way a worker
+    starts from a clean interpreter that has run no torch op: no inherited threads or CUDA."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["lossbench.experiment", "torch._dynamo"])
+    return context
+
+
 def run_parallel(runs: list[RunConfig], comparison: Comparison, events: Events, offset: int,
                  total: int, jobs: int, threads: int, restart: bool = False) -> None:
-    """`run_one` for every run in `jobs` spawned worker processes with `threads` torch
+    """`run_one` for every run in `jobs` worker processes (see worker_context) with `threads` torch
     threads each. Every run's randomness comes from its own seeds, so the results equal a
     sequential execution with the same thread count. Progress is reported per finished run."""
-    context = multiprocessing.get_context("spawn")
+    context = worker_context()
     if resolve_device(runs[0].device).type == "cuda":
         jobs = min(jobs, torch.cuda.device_count())  # at most one process per GPU
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=worker_init,

@@ -14,7 +14,14 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import stats
+
+
+def _scipy_stats():
+    """scipy.stats, imported on first use: it costs ~1 s, and every CLI start (and every
+    worker process) would pay it even when no summary is printed."""
+    from scipy import stats
+
+    return stats
 
 WILCOXON_MIN_N = 6
 """Below 6 seeds the exact two-sided Wilcoxon p-value cannot go below 2 / 2**5 = 0.0625."""
@@ -35,7 +42,7 @@ def mean_ci(values: Any, confidence: float = 0.95) -> dict:
     out["mean"] = float(x.mean())
     if len(x) < 2:
         return out
-    half = float(stats.t.ppf((1 + confidence) / 2, len(x) - 1) * x.std(ddof=1)
+    half = float(_scipy_stats().t.ppf((1 + confidence) / 2, len(x) - 1) * x.std(ddof=1)
                  / math.sqrt(len(x)))
     out.update(lo=out["mean"] - half, hi=out["mean"] + half)
     return out
@@ -64,9 +71,9 @@ def paired_test(diffs: Any) -> dict:
     if np.all(d == d[0]):
         out["note"] = "the same difference on every seed: zero variance, no t-test"
     else:
-        out["t_p"] = float(stats.ttest_1samp(d, 0.0).pvalue)
+        out["t_p"] = float(_scipy_stats().ttest_1samp(d, 0.0).pvalue)
     if n >= WILCOXON_MIN_N:
-        out["wilcoxon_p"] = float(stats.wilcoxon(d).pvalue)
+        out["wilcoxon_p"] = float(_scipy_stats().wilcoxon(d).pvalue)
     return out
 
 
