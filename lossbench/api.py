@@ -73,8 +73,9 @@ def run(strategy: str | list[str] | None = None, config: str | Path | None = Non
     with `restart` unfinished runs start afresh instead of from their checkpoint.
 
     The CLI's default is `--jobs auto`; here it is 1, because worker processes re-import
-    the main module (experiment.worker_context) and a script that starts them must guard its
-    top level with `if __name__ == "__main__":`. Results are the same either way (one torch thread per run).
+    the main module (experiment.worker_context) and a script that starts them must guard
+    its top level with `if __name__ == "__main__":`. Results are the same either way (one
+    torch thread per run).
 
     `backend="ray"` runs every run as a Ray task instead (`jobs` is then unused): `address`
     of a cluster (default: $RAY_ADDRESS, else a local Ray on all cores; a Ray session

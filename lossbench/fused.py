@@ -57,7 +57,7 @@ from torch.func import functional_call, vmap
 from lossbench.config import RunConfig
 from lossbench.errors import ConfigError
 from lossbench.losses import LossTerm, compute_losses, supcon_temperature
-from lossbench.metrics import METRIC_NAMES, evaluate, ranking_metrics, target_ranks
+from lossbench.metrics import METRIC_NAMES, ranking_metrics, target_ranks
 from lossbench.models import build_model
 from lossbench.recorder import RunRecorder
 from lossbench.seeds import epoch_generator, run_seeds
@@ -65,7 +65,7 @@ from lossbench.strategies import Objective, build_objective, split_name, weighti
 from lossbench.tasks import Split, Task
 from lossbench.trainer import (
     Best,
-    flooding_summary,
+    end_summary,
     init_model,
     is_better,
     load_checkpoint,
@@ -479,21 +479,11 @@ def finish(run: Run, status: str, diverged_at: dict | None, model: nn.Module, ta
     """summary.json of a run that ended, as `trainer.train` and `execute_run` write it: the
     test split evaluated once with the weights of its best epoch (loaded into `model`, the
     stack's template, whose own weights the stack does not use); its checkpoint goes."""
-    cfg, rows, best = run.cfg, run.rows, run.best
+    cfg, rows = run.cfg, run.rows
     started = time.perf_counter()
-    summary: dict = {"strategy": cfg.strategy, "b": cfg.b, "seed": cfg.seed,
-                     "status": status, "diverged_at": diverged_at, "best_by": cfg.best_by,
-                     "best_epoch": best.epoch, "epochs_run": len(rows),
-                     **flooding_summary(run.objective.flood_level, rows)}
-    if best.state is not None:
-        model.load_state_dict({k: torch.as_tensor(v) for k, v in best.state.items()})
-        test = evaluate(model, task.test, batch_size=cfg.eval_batch_size, device=device,
-                        exclude_seen=cfg.exclude_seen)
-        summary.update(best.val)
-        summary.update({f"test_{k}": v for k, v in test.items()})
-    if rows:
-        summary.update({f"final_{k}": rows[-1][k] for k in
-                        ("train_loss", "val_loss", "val_acc", "val_hr10", "val_ndcg10")})
+    summary = {"strategy": cfg.strategy, "b": cfg.b, "seed": cfg.seed,
+               **end_summary(cfg, status, diverged_at, run.best, rows,
+                             run.objective.flood_level, model, task, device)}
     summary.update(wall_seconds=run.seconds + time.perf_counter() - started, fused=size)
     recorders[id(run)].finish(summary)
     run.checkpoint.unlink(missing_ok=True)

@@ -234,6 +234,28 @@ def flooding_summary(b: float | None, rows: list[dict]) -> dict:
             "lowest_train_loss": min(row["train_loss"] for row in rows)}
 
 
+def end_summary(cfg: RunConfig, status: str, diverged_at: dict | None, best: Best,
+                rows: list[dict], flood_level: float | None, model: torch.nn.Module,
+                task: Task, device: torch.device) -> dict:
+    """summary.json's account of a run that ended (shared by `train` and fused training):
+    status, best epoch, flooding, the validation metrics of the best epoch, the test split
+    evaluated once with the best epoch's weights (loaded into `model`: the test set is
+    never looked at before), and the last epoch's training and validation figures."""
+    summary: dict = {"status": status, "diverged_at": diverged_at, "best_by": cfg.best_by,
+                     "best_epoch": best.epoch, "epochs_run": len(rows),
+                     **flooding_summary(flood_level, rows)}
+    if best.state is not None:
+        model.load_state_dict({k: torch.as_tensor(v) for k, v in best.state.items()})
+        test = evaluate(model, task.test, batch_size=cfg.eval_batch_size, device=device,
+                        exclude_seen=cfg.exclude_seen)
+        summary.update(best.val)
+        summary.update({f"test_{k}": v for k, v in test.items()})
+    if rows:
+        summary.update({f"final_{k}": rows[-1][k] for k in
+                        ("train_loss", "val_loss", "val_acc", "val_hr10", "val_ndcg10")})
+    return summary
+
+
 def train(cfg: RunConfig, task: Task, on_epoch: EpochCallback | None = None,
           checkpoint: Path | None = None) -> RunResult:
     """Train one run and evaluate it; see the module docstring. With `checkpoint`, a
@@ -280,19 +302,8 @@ def train(cfg: RunConfig, task: Task, on_epoch: EpochCallback | None = None,
             save_checkpoint(checkpoint, epoch, model, optimizer, strategy, result.rows, best)
         if on_epoch is not None:
             on_epoch(result.rows)
-    summary: dict = {"status": status, "diverged_at": diverged_at, "best_by": cfg.best_by,
-                     "best_epoch": best.epoch, "epochs_run": len(result.rows),
-                     **flooding_summary(objective.flood_level, result.rows)}
-    if best.state is not None:
-        model.load_state_dict(best.state)
-        test = evaluate(model, task.test, batch_size=cfg.eval_batch_size, device=device,
-                        exclude_seen=cfg.exclude_seen)
-        summary.update(best.val)
-        summary.update({f"test_{k}": v for k, v in test.items()})
-    if result.rows:
-        last = result.rows[-1]
-        summary.update({f"final_{k}": last[k] for k in
-                        ("train_loss", "val_loss", "val_acc", "val_hr10", "val_ndcg10")})
+    summary = end_summary(cfg, status, diverged_at, best, result.rows, objective.flood_level,
+                          model, task, device)
     summary["wall_seconds"] = time.perf_counter() - started
     result.summary = summary
     return result
