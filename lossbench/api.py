@@ -139,6 +139,7 @@ def report(results_dir: str | Path, window: int = 5, rise: float = 1.03,
            recover: float = 0.3) -> tuple[dict, list[Path]]:
     """`lossbench report`: the summary dict and the paths of report.json / report.md."""
     from lossbench import report as report_module
+    from lossbench.report_tables import write_report
 
     if window < 1 or rise < 1.0 or not 0.0 < recover <= 1.0:
         from lossbench.errors import ConfigError
@@ -146,7 +147,7 @@ def report(results_dir: str | Path, window: int = 5, rise: float = 1.03,
         raise ConfigError("need --window >= 1, --rise >= 1 and 0 < --recover <= 1")
     runs = report_module.load_runs(results_dir)
     summary = report_module.summarize(runs, window=window, rise=rise, recover=recover)
-    return summary, report_module.write_report(summary, results_dir)
+    return summary, write_report(summary, results_dir)
 
 
 def plot(results_dir: str | Path, fmt: str = "png", log_loss: bool = False) -> list[Path]:

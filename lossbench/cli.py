@@ -400,12 +400,12 @@ def report_command(
         help="Fraction of the rise the second descent must win back.")] = 0.3,
 ) -> None:
     """Statistics over seeds: mean +- 95 % CI, paired tests against plain, double descent."""
-    from lossbench import api, report
+    from lossbench import api, report_tables
 
     with guard():
         summary, paths = api.report(chosen_folder(results_dir, out), window=window, rise=rise,
                                     recover=recover)
-        for table in report.render_tables(summary):
+        for table in report_tables.render_tables(summary):
             console.print(table)
         for path in paths:
             console.print(f"wrote {path}")

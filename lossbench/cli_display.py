@@ -101,13 +101,13 @@ def print_flood_advice(comparison) -> None:
 def print_group_tables(results_dir: Path) -> None:
     """The per-strategy validation and test tables of `report` (skipped when no run of the
     folder finished, e.g. all diverged: `lossbench report` says why)."""
-    from lossbench import report
+    from lossbench import report, report_tables
 
     try:
         summary = report.summarize(report.load_runs(results_dir))
     except LossbenchError:
         return
-    for table in report.render_tables(summary)[:2]:
+    for table in report_tables.render_tables(summary)[:2]:
         console.print(table)
 
 

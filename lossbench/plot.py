@@ -27,7 +27,8 @@ from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from lossbench.errors import ConfigError
 from lossbench.recorder import COLUMNS
-from lossbench.report import Run, curve_band, describe_settings, load_sweep
+from lossbench.report import Run, curve_band, load_sweep
+from lossbench.report_tables import describe_settings
 
 FORMATS = ("png", "svg", "pdf")
 STATE_LABELS = {"theta": "θ, weight of L_aux (end of epoch)",

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lossbench import report
+from lossbench import report, report_tables
 from lossbench.errors import DataError
 from lossbench.recorder import read_json, read_metrics, write_json
 from lossbench.report import Run, holm, mean_ci, paired_test
@@ -222,7 +222,7 @@ def test_diverged_run_is_shown_not_dropped(copy):
     assert flood["seeds"] == [0, 2] and flood["diverged_seeds"] == [1]
     assert summary["paired"][1]["metrics"]["val_loss"]["seeds"] == [0, 2]
     assert any("diverged" in n for n in summary["notes"])
-    _, md = report.write_report(summary, copy)
+    _, md = report_tables.write_report(summary, copy)
     assert "diverged runs" in md.read_text()
 
 
@@ -249,13 +249,13 @@ def test_no_runs_or_only_broken_runs_are_data_errors(tmp_path):
 
 def test_write_report_and_tables(experiment, tmp_path):
     summary = report.summarize(report.load_runs(experiment))
-    paths = report.write_report(summary, tmp_path)
+    paths = report_tables.write_report(summary, tmp_path)
     assert [p.name for p in paths] == ["report.json", "report.md"]
     loaded = json.loads(paths[0].read_text(), parse_constant=lambda c: pytest.fail(c))
     assert loaded == json.loads(json.dumps(summary))
     md = paths[1].read_text()
     assert "| plain | 3 |" in md and "paired differences" in md
-    tables = report.render_tables(loaded)  # works on report.json read back, too
+    tables = report_tables.render_tables(loaded)  # works on report.json read back, too
     assert tables[0].row_count == 4 and tables[2].row_count == 3 * len(report.METRICS)
 
 
@@ -322,7 +322,7 @@ def test_the_seeds_puzzle_is_found_and_flooding_credited_only_when_it_removes_it
     assert found["flood b=0.5"]["verdict"] == "removed"
     assert found["flood b=0.5"]["baseline"] == "plain"
     assert found["reweight-flood b=0.5"]["verdict"] == "not removed"
-    md = report.to_markdown(summary)
+    md = report_tables.to_markdown(summary)
     assert "the seed's puzzle" in md and "| plain | 0 | 7 | 7-13 |" in md
 
 

@@ -1,0 +1,130 @@
+"""The report as people read it: rich tables for the terminal, report.md and report.json.
+
+    summary = report.summarize(report.load_runs(folder))
+    paths = write_report(summary, folder)        # report.json, report.md
+    tables = render_tables(summary)              # rich tables; the CLI prints them
+
+Pure formatting of `report.summarize`'s JSON-able dict: nothing here computes a statistic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from lossbench.recorder import write_atomic, write_json
+from lossbench.report import NOISE_RULE
+
+
+def half(stat: dict) -> float | None:
+    """Half-width of a mean_ci interval, None when it has no interval."""
+    return None if stat["lo"] is None else (stat["hi"] - stat["lo"]) / 2
+
+
+
+def num(value: Any, spec: str = ".4f") -> str:
+    """A table cell: `-` for a missing value (None in the JSON-able summary)."""
+    return "-" if value is None else format(value, spec)
+
+
+def table_specs(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows of strings) for every table of the report; empty ones left out.
+    Shared by render_tables (rich) and write_report (markdown)."""
+    ci = f"{round(100 * summary['options']['confidence'])}%"
+    specs = []
+    for part in ("val", "test"):
+        ms = [m for m in summary["metrics"] if m.startswith(part) or
+              (part == "val" and m == "final_val_loss")]
+        rows = [[g["label"], str(len(g["seeds"])),
+                 *(f"{num(g['stats'][m]['mean'])} ± {num(half(g['stats'][m]))}" for m in ms)]
+                for g in summary["groups"]]
+        what = ("validation at the best epoch (final_val_loss: last epoch)" if part == "val"
+                else "test at the best validation epoch")
+        specs.append((f"{what}: mean ± {ci} CI half-width over seeds",
+                      ["group", "n", *ms], rows))
+    rows = [[e["label"], e["baseline"], m, str(d["n"]),
+             f"{num(d['mean'])} [{num(d['lo'])}, {num(d['hi'])}]",
+             *(num(d[k], ".3g") for k in ("t_p", "t_p_holm", "wilcoxon_p", "wilcoxon_p_holm")),
+             d["note"]]
+            for e in summary["paired"] for m, d in e["metrics"].items()]
+    specs.append((f"paired differences (group - baseline, same seed), {ci} CI; Holm across "
+                  "groups", ["group", "baseline", "metric", "n", "mean diff [CI]", "t-test p",
+                             "Holm p", "Wilcoxon p", "Holm p", "note"], rows))
+    rows = [[d["label"], str(d["seed"]), "yes" if d["found"] else "no",
+             *(f"{num(d[v], '.3f')} @{d[t]}" for v, t in (("m1", "t1"), ("peak", "t_peak"),
+                                                          ("m2", "t2"))),
+             num(d["recovered"], ".2f"), num(d.get("rise_over_noise"), ".1f"),
+             "yes" if d.get("clear") else "no", num(d["frac_below_b"], ".3f")]
+            for d in summary["double_descent"]]
+    o = summary["options"]
+    specs.append((f"double descent of val_loss (moving average {o['window']} epochs, "
+                  f"peak >= {o['rise']:g} m1, >= {o['recover']:g} of the rise won back; clear: "
+                  f"rise >= {NOISE_RULE:g} x the epoch-to-epoch noise)",
+                  ["group", "seed", "found", "m1 @epoch", "peak @epoch", "m2 @epoch",
+                   "recovered", "rise/noise", "clear", "frac below b"], rows))
+    rows = [[d["label"], str(d["seed"]), str(d["n_epochs"]),
+             ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in d["spans"]) or "-",
+             d["baseline"] or "-", num(d["baseline_n_epochs"], "d"), d["verdict"] or "-"]
+            for d in summary.get("overconfidence", [])]
+    specs.append((f"the seed's puzzle: epochs where the {o['window']}-epoch mean validation "
+                  "loss rises while validation accuracy and NDCG@10 rise too",
+                  ["group", "seed", "epochs", "where", "paired with", "its epochs",
+                   "flooding"], rows))
+    specs.append(("diverged runs (excluded from the statistics)",
+                  ["group", "seed", "epoch", "step", "run"],
+                  [[d["label"], str(d["seed"]), str(d.get("epoch", "-")),
+                    str(d.get("step", "-")), d["run"]] for d in summary["diverged"]]))
+    specs.append(("incomplete run folders (skipped)", ["folder", "problem"],
+                  [[d["run"], d["problem"]] for d in summary["incomplete"]]))
+    specs.append(("notes", ["note"], [[n] for n in summary["notes"]]))
+    return [s for s in specs if s[2]]
+
+
+def render_tables(summary: dict) -> list[Table]:
+    """The report as rich tables, for the CLI to print (this module prints nothing)."""
+    tables = []
+    for title, header, rows in table_specs(summary):
+        table = Table(title=title)
+        for i, column in enumerate(header):
+            table.add_column(column, justify="left" if i == 0 or column in
+                             ("group", "baseline", "metric", "note", "run", "folder",
+                              "problem", "found") else "right")
+        for row in rows:
+            table.add_row(*row)
+        tables.append(table)
+    return tables
+
+
+def to_markdown(summary: dict) -> str:
+    """report.md: a heading with the shared settings, then one markdown table per spec."""
+    lines = ["# lossbench report", "", f"Runs: {describe_settings(summary['settings'])}.", ""]
+    for title, header, rows in table_specs(summary):
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |",
+                  "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def describe_settings(settings: dict) -> str:
+    """`synthetic · sasrec · aux supcon · 20 epochs · sgd lr 0.5 · 3 seeds`: the shared
+    settings a reader needs first (for titles); settings that vary are left out."""
+    s = settings
+    parts = [s["dataset"] if s.get("task") == "movielens" else s.get("task"), s.get("model"),
+             f"aux {s['aux']}" if "aux" in s else None,
+             f"{s['epochs']} epochs" if "epochs" in s else None,
+             f"{s['optimizer']} lr {s['lr']:g}" if "optimizer" in s and "lr" in s else None,
+             f"best by {s['best_by']}" if s.get("best_by", "val_loss") != "val_loss" else None,
+             f"{len(s['seeds'])} seed{'s' * (len(s['seeds']) != 1)}"]
+    return " · ".join(str(p) for p in parts if p is not None)
+
+
+def write_report(summary: dict, results_dir: str | Path) -> list[Path]:
+    """Write report.json and report.md into results_dir atomically; return their paths."""
+    results_dir = Path(results_dir)
+    paths = [results_dir / "report.json", results_dir / "report.md"]
+    write_json(paths[0], summary)
+    write_atomic(paths[1], to_markdown(summary))
+    return paths
