@@ -7,8 +7,9 @@
 Runs `lossbench run --config experiments/synthetic.toml --strategy all --seeds 3` as a user
 types it (a subprocess, start-up included) into a fresh folder, prints the wall time, then
 `lossbench report`'s double-descent rows for the flooded runs (5-epoch centred moving
-average, peak >= 1.03 m1, >= 30 % of the rise won back) with the final validation loss of
-the run and of its paired plain run.
+average, peak >= 1.03 m1, >= 30 % of the rise won back; clear when the rise P - m1 is at
+least 4 x the standard deviation of the raw curve around its 5-epoch centred mean) with the
+final validation loss of the run and of its paired plain run.
 """
 
 from __future__ import annotations
@@ -48,13 +49,14 @@ def main() -> None:
         final = {(r.config["strategy"], r.config["seed"]): r.rows[-1]["val_loss"]
                  for r in runs if r.summary}
         print("| run | found | m1 @ epoch | peak @ epoch | m2 @ epoch | won back | "
-              "final val loss (plain's) |")
-        print("|---|---|---|---|---|---|---|")
+              "rise / noise | clear | final val loss (plain's) |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for d in summary["double_descent"]:
             strategy = d["label"].split()[0]
             print(f"| {d['label']}, seed {d['seed']} | {'yes' if d['found'] else 'no'} | "
                   f"{d['m1']:.3f} @ {d['t1']} | {d['peak']:.3f} @ {d['t_peak']} | "
                   f"{d['m2']:.3f} @ {d['t2']} | {100 * d['recovered']:.0f} % | "
+                  f"{d['rise_over_noise']:.1f} | {'yes' if d['clear'] else 'no'} | "
                   f"{final[strategy, d['seed']]:.3f} ({final['plain', d['seed']]:.3f}) |")
         for note in summary["notes"]:
             print(f"note: {note}")

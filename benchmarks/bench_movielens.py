@@ -14,6 +14,7 @@ a Markdown table (the README's).
     python benchmarks/bench_movielens.py                      # the README's SASRec row
     python benchmarks/bench_movielens.py --set model=gru ...  # see the README for GRU4Rec's
     python benchmarks/bench_movielens.py --jobs 2             # two runs at a time (2 cores)
+    python benchmarks/bench_movielens.py --seed 1 --seeds 1 --threads 2   # one run, 2 cores
 
 `--jobs 2` runs two seeds at once on one torch thread each (the CLI's default on 2 cores);
 each run's seconds are then its own, measured while the other ran.
@@ -84,6 +85,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default="",
                         help="folder holding ml-100k/ (default: $LOSSBENCH_DATA_DIR or cache)")
     parser.add_argument("--jobs", default="1", help="runs at a time (an int or auto)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per run (default 1, as lossbench run)")
     parser.add_argument("--out", default=None, help="keep the results here (default: temp)")
     args = parser.parse_args()
     settings = parse_set(args.set)
@@ -97,7 +100,7 @@ def main() -> None:
         start = time.perf_counter()
         comparison = api.run(config=args.config, aux=args.aux, strategy=args.strategy,
                              seed=args.seed, seeds=args.seeds, out=args.out or tmp,
-                             jobs=jobs, **settings)
+                             jobs=jobs, threads=args.threads, **settings)
         wall = time.perf_counter() - start
     rows = sorted((row_of(run) for run in comparison.runs), key=lambda r: r["seed"])
     if len(rows) > 1:

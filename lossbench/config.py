@@ -124,7 +124,7 @@ class RunConfig:
     strategy: str = "plain"
     """How L_main and L_aux become one objective: a registered strategy (`lossbench
     strategies` lists them), a group (`all`, `builtins`) or a plugin `module:Class`."""
-    b: float = 9.1
+    b: float = 8.9
     """Flood level: L~ = |L - b| + b for flooded strategies (X-flood, X-iflood), unless the
     weighting has its own level (reweight's b_reweight). The default suits the default
     synthetic task; choose it for yours with sweep-b."""
