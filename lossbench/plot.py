@@ -99,7 +99,7 @@ def add_legend(fig: Figure, handles: list) -> None:
     """The legend below the axes, outside them, so it never covers a curve."""
     if handles:
         fig.legend(handles=handles, loc="outside lower center", fontsize=9, frameon=False,
-                   ncols=min(len(handles), 5))
+                   ncols=min(len(handles), 3))
 
 
 def loss_figure(groups: list[dict], runs: dict[str, Run], colors: dict, summary: dict,
