@@ -32,7 +32,7 @@ import torch
 import lossbench
 from lossbench import strategies as registry
 from lossbench.config import RunConfig, validate
-from lossbench.errors import ConfigError, LossbenchError, raise_terminated
+from lossbench.errors import ConfigError, LossbenchError, Terminated, raise_terminated
 from lossbench.recorder import (
     RunRecorder,
     config_hash,
@@ -373,7 +373,36 @@ def worker_init(threads: int, counter) -> None:
         counter.value += 1
     if torch.cuda.is_available():
         torch.cuda.set_device(index % torch.cuda.device_count())
-    signal.signal(signal.SIGTERM, raise_terminated)
+    signal.signal(signal.SIGTERM, worker_signal)
+    signal.signal(signal.SIGINT, worker_signal)
+
+
+_worker_busy = False
+"""True while a worker process trains a run (run_in_worker)."""
+
+
+def worker_signal(signum: int, frame: object) -> None:
+    """SIGTERM or Ctrl-C in a worker. Training: unwind like Ctrl-C, so the run in flight is
+    marked interrupted (run_in_worker then ends the process). Idle: exit at once."""
+    if not _worker_busy:
+        os._exit(128 + signum)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise_terminated(signum, frame)
+
+
+def run_in_worker(cfg: RunConfig, parent: Path, restart: bool) -> RunOutcome | None:
+    """`run_one` in a worker process. Interrupted, the worker marks its run interrupted and
+    exits: the pool would otherwise hand it the next queued run and train on after the
+    parent has stopped (concurrent.futures catches every exception of a call)."""
+    global _worker_busy
+    try:
+        _worker_busy = True
+        return run_one(cfg, parent, Events(), True, restart)
+    except (Terminated, KeyboardInterrupt):
+        os._exit(143)
+    finally:
+        _worker_busy = False
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
@@ -402,7 +431,7 @@ def run_parallel(runs: list[RunConfig], comparison: Comparison, events: Events, 
                                initargs=(threads, context.Value("i", 0)))
     outcomes: dict[int, RunOutcome] = {}
     try:
-        futures = {pool.submit(run_one, cfg, comparison.dir, Events(), True, restart): i
+        futures = {pool.submit(run_in_worker, cfg, comparison.dir, restart): i
                    for i, cfg in enumerate(runs)}
         events.run_started(runs[0], offset, total)
         for future in as_completed(futures):

@@ -175,3 +175,27 @@ def test_two_processes_on_the_same_out_never_share_a_run(tiny, tmp_path):
         summary = json.loads((folder / "summary.json").read_text())
         assert summary["status"] == "complete"
         assert len(metrics_without_seconds(folder)) == 3
+
+
+def test_sigterm_stops_parallel_workers_too(tiny, tmp_path):
+    """SIGTERM to a `--jobs 2` command: it exits 143, each run in flight is marked
+    interrupted, and no worker goes on to the queued runs after the command has stopped."""
+    out = tmp_path / "out"
+    proc = Command(["run", "--config", str(tiny), "-s", "plain", "-s", "flood", "--b", "3.3",
+                    "--seeds", "3", *LONG, "--set", "epochs=200", "--jobs", "2",
+                    "--out", str(out)], tmp_path / "log")
+    wait_for_epochs(out, 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait() == 143, proc.stderr()
+    folders = [p for p in out.glob("*/*") if p.is_dir()]
+
+    def progress() -> dict:
+        return {p.name: len(metrics_without_seconds(p)) for p in folders
+                if (p / "metrics.csv").exists()}
+
+    before = progress()
+    time.sleep(1.5)
+    assert progress() == before  # nothing trains on
+    assert len(folders) == 2  # only the two runs in flight were ever started
+    statuses = [json.loads((p / "summary.json").read_text())["status"] for p in folders]
+    assert statuses == ["interrupted", "interrupted"]
