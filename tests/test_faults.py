@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -177,16 +178,26 @@ def test_two_processes_on_the_same_out_never_share_a_run(tiny, tmp_path):
         assert len(metrics_without_seconds(folder)) == 3
 
 
-def test_sigterm_stops_parallel_workers_too(tiny, tmp_path):
+def test_sigterm_stops_parallel_workers_too(runner, tiny, tmp_path):
     """SIGTERM to a `--jobs 2` command: it exits 143, each run in flight is marked
-    interrupted, and no worker goes on to the queued runs after the command has stopped."""
+    interrupted, and no worker goes on to the queued runs after the command has stopped.
+    (In this process, so the workers fork from the server the tests above started.)"""
     out = tmp_path / "out"
-    proc = Command(["run", "--config", str(tiny), "-s", "plain", "-s", "flood", "--b", "3.3",
-                    "--seeds", "3", *LONG, "--set", "epochs=200", "--jobs", "2",
-                    "--out", str(out)], tmp_path / "log")
-    wait_for_epochs(out, 2, proc)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait() == 143, proc.stderr()
+
+    def terminate_after_two_epochs() -> None:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if any(len(metrics_without_seconds(p)) >= 2 for p in out.glob("*/*")
+                   if (p / "checkpoint.pkl").exists()):
+                os.kill(os.getpid(), signal.SIGTERM)  # the CLI's handler is installed
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=terminate_after_two_epochs, daemon=True).start()
+    result = runner.invoke(app, ["run", "--config", str(tiny), "-s", "plain", "-s", "flood",
+                                 "--b", "3.3", "--seeds", "3", *LONG, "--set", "epochs=100",
+                                 "--jobs", "2", "--out", str(out)])
+    assert result.exit_code == 143, result.output
     folders = [p for p in out.glob("*/*") if p.is_dir()]
 
     def progress() -> dict:
@@ -194,7 +205,7 @@ def test_sigterm_stops_parallel_workers_too(tiny, tmp_path):
                 if (p / "metrics.csv").exists()}
 
     before = progress()
-    time.sleep(1.5)
+    time.sleep(1.0)
     assert progress() == before  # nothing trains on
     assert len(folders) == 2  # only the two runs in flight were ever started
     statuses = [json.loads((p / "summary.json").read_text())["status"] for p in folders]
