@@ -399,8 +399,10 @@ def run_in_worker(cfg: RunConfig, parent: Path, restart: bool) -> RunOutcome | N
     try:
         _worker_busy = True
         return run_one(cfg, parent, Events(), True, restart)
-    except (Terminated, KeyboardInterrupt):
+    except Terminated:
         os._exit(143)
+    except KeyboardInterrupt:
+        os._exit(130)
     finally:
         _worker_busy = False
 
@@ -421,9 +423,10 @@ def worker_context() -> multiprocessing.context.BaseContext:
 
 def run_parallel(runs: list[RunConfig], comparison: Comparison, events: Events, offset: int,
                  total: int, jobs: int, threads: int, restart: bool = False) -> None:
-    """`run_one` for every run in `jobs` worker processes (see worker_context) with `threads` torch
-    threads each. Every run's randomness comes from its own seeds, so the results equal a
-    sequential execution with the same thread count. Progress is reported per finished run."""
+    """`run_in_worker` for every run in `jobs` worker processes (see worker_context) with
+    `threads` torch threads each. Every run's randomness comes from its own seeds, so the
+    results equal a sequential execution with the same thread count. Progress is reported per
+    finished run."""
     context = worker_context()
     if resolve_device(runs[0].device).type == "cuda":
         jobs = min(jobs, torch.cuda.device_count())  # at most one process per GPU
