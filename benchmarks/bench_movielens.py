@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from lossbench import api  # noqa: E402
 from lossbench.config import parse_set  # noqa: E402
+from lossbench.errors import LossbenchError  # noqa: E402
 
 COLUMNS = [("seed", "seed"), ("s/epoch", "sec_epoch"), ("run s", "run_s"), ("epochs", "epochs"),
            ("best", "best"), ("val HR@10", "val_hr"), ("val NDCG@10", "val_ndcg"),
@@ -112,4 +113,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except LossbenchError as error:  # a bad --set, config or data folder: one line, exit 2
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
