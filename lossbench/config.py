@@ -71,6 +71,10 @@ class RunConfig:
     the data seed (paired runs share it); validation and test stay clean."""
     max_len: int = 50
     """Longest history the model sees for one prediction."""
+    train_stride: int = 0
+    """movielens, interactions: training windows of max_len + 1 items start every
+    `train_stride` items (0 = max_len: no overlap); each target is trained once, in the
+    window where it sees the most history (lossbench.tasks.movielens, step 6)."""
     exclude_seen: bool = False
     """Remove items already in the history from the ranking at evaluation."""
 
@@ -160,8 +164,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
 POSITIVE = ("n_items", "n_train_users", "n_val_users", "n_test_users", "seq_len", "taste_dim",
             "markov_fanout", "max_len", "hidden", "n_layers", "n_heads", "inner",
             "aux_tau_start", "aux_tau_end", "lr", "batch_size", "epochs", "eval_batch_size")
-NON_NEGATIVE = ("min_rating", "k_core", "aux_warmup", "momentum", "weight_decay", "patience",
-                "b", "seed", "taste_scale")
+NON_NEGATIVE = ("min_rating", "k_core", "train_stride", "aux_warmup", "momentum",
+                "weight_decay", "patience", "b", "seed", "taste_scale")
 UNIT_INTERVAL = ("noise", "taste_prob", "dropout", "aux_mask_prob", "label_noise")
 
 
@@ -236,6 +240,9 @@ def validate(cfg: RunConfig, source: str = "") -> RunConfig:
     for key in UNIT_INTERVAL:
         if not 0.0 <= getattr(cfg, key) <= 1.0:
             raise ConfigError(f"{key} must be in [0, 1], got {getattr(cfg, key)}{where}")
+    if cfg.train_stride > cfg.max_len:
+        raise ConfigError(f"train_stride ({cfg.train_stride}) must be <= max_len "
+                          f"({cfg.max_len}): a larger stride would skip targets{where}")
     if cfg.hidden % cfg.n_heads != 0:
         raise ConfigError(f"hidden ({cfg.hidden}) must be divisible by n_heads ({cfg.n_heads})")
     if cfg.task == "synthetic" and cfg.batch_size > cfg.n_train_users:

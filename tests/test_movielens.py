@@ -13,7 +13,7 @@ import torch
 
 from lossbench.config import load_config
 from lossbench.data import dataset_spec, file_sha256
-from lossbench.errors import DataError
+from lossbench.errors import ConfigError, DataError
 from lossbench.tasks import build_task
 from lossbench.tasks.interactions import train_windows
 from lossbench.tasks.movielens import (
@@ -68,7 +68,7 @@ def test_hand_example_in_both_formats(tmp_path, dataset):
         "n_rows": 8, "n_dropped_min_rating": 0, "n_dropped_k_core": 0,
         "n_users": 2, "n_items": 5, "n_interactions": 8, "n_train_targets": 2,
         "n_train_windows": 1, "n_val": 2, "n_test": 2, "n_train_only_users": 0,
-        "min_rating": 0, "k_core": 0, "max_len": 3}
+        "min_rating": 0, "k_core": 0, "max_len": 3, "train_stride": 0}
     for split in (task.train, task.val, task.test):
         assert split.inputs.dtype == torch.int64 and split.targets.dtype == torch.int64
 
@@ -91,6 +91,21 @@ def test_windows_from_the_end_make_every_item_but_the_first_a_target_once():
     # a sequence of max_len + 1 items is one full window; one item gives no window
     inputs, targets, _ = train_windows(items, np.array([0, 4]), np.array([4, 1]), max_len=3)
     assert inputs.tolist() == [[1, 2, 3]] and targets.tolist() == [[2, 3, 4]]
+
+
+def test_overlapping_windows_train_each_target_once_with_the_most_history():
+    items = np.arange(1, 9)  # one user, training sequence 1..8; windows end every 2 items
+    inputs, targets, users = train_windows(items, np.array([0]), np.array([8]), max_len=3,
+                                           stride=2)
+    assert inputs.tolist() == [[5, 6, 7], [3, 4, 5], [1, 2, 3]]
+    # a later window keeps its last 2 targets; the earliest keeps all of its own
+    assert targets.tolist() == [[0, 7, 8], [0, 5, 6], [2, 3, 4]]
+    assert users.tolist() == [0, 0, 0]
+    # stride = max_len is the non-overlapping default; a short user still gets one window
+    assert np.array_equal(train_windows(items, np.array([0]), np.array([8]), 3, 3)[1],
+                          train_windows(items, np.array([0]), np.array([8]), 3)[1])
+    inputs, targets, _ = train_windows(items, np.array([0]), np.array([3]), 3, 1)
+    assert inputs.tolist() == [[0, 1, 2]] and targets.tolist() == [[0, 2, 3]]
 
 
 def test_min_rating_then_k_core_on_a_hand_example():
@@ -195,10 +210,26 @@ def test_real_ml100k_counts_and_shapes(real_rows):
     assert torch.equal(task.test.inputs[:, :-1], task.val.inputs[:, 1:])
 
 
-def test_real_ml100k_held_out_targets_are_never_training_targets(real_rows):
+def test_real_ml100k_overlapping_windows_keep_the_targets_and_lengthen_history(real_rows):
+    wide, narrow = movielens(SHARED, dataset="ml-100k"), movielens(SHARED, dataset="ml-100k",
+                                                                  train_stride=25)
+    assert narrow.info["train_stride"] == 25
+    assert narrow.info["n_train_targets"] == wide.info["n_train_targets"]
+    assert narrow.info["n_train_windows"] > 1.4 * wide.info["n_train_windows"]
+
+    def mean_history(targets):  # a target at position j sees j + 1 items
+        return float(torch.arange(1, 51).expand_as(targets)[targets > 0].float().mean())
+
+    assert mean_history(narrow.train.targets) > mean_history(wide.train.targets) + 5
+    with pytest.raises(ConfigError, match="train_stride"):
+        load_config(overrides={"max_len": 50, "train_stride": 51})
+
+
+@pytest.mark.parametrize("stride", [50, 20])
+def test_real_ml100k_held_out_targets_are_never_training_targets(real_rows, stride):
     items, starts, lengths, _ = user_sequences(real_rows)
     assert lengths.min() >= 20
-    _, targets, users = train_windows(items, starts, lengths - 2, max_len=50)
+    _, targets, users = train_windows(items, starts, lengths - 2, max_len=50, stride=stride)
     for user in range(len(starts)):
         end = starts[user] + lengths[user]
         user_targets = targets[users == user]

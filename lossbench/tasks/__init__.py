@@ -94,10 +94,10 @@ def task_key(cfg: RunConfig) -> tuple:
                 cfg.taste_scale, cfg.markov_fanout, *noise)
     if cfg.task == "movielens":
         return ("movielens", cfg.dataset, cfg.data_dir, cfg.min_rating, cfg.k_core,
-                cfg.max_len, *noise)
+                cfg.max_len, cfg.train_stride, *noise)
     return ("interactions", str(Path(cfg.data).expanduser().resolve()), cfg.user_col,
             cfg.item_col, cfg.time_col, cfg.rating_col, cfg.min_rating, cfg.k_core,
-            cfg.max_len, *noise)
+            cfg.max_len, cfg.train_stride, *noise)
 
 
 def data_fingerprint(cfg: RunConfig) -> dict:
@@ -120,4 +120,5 @@ def data_fingerprint(cfg: RunConfig) -> dict:
     path = open_layout(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col, cfg.rating_col).path
     return {"sha256": file_digest(path), "user_col": cfg.user_col,
             "item_col": cfg.item_col, "time_col": cfg.time_col, "rating_col": cfg.rating_col,
-            "min_rating": cfg.min_rating, "k_core": cfg.k_core, "max_len": cfg.max_len}
+            "min_rating": cfg.min_rating, "k_core": cfg.k_core, "max_len": cfg.max_len,
+            "train_stride": cfg.train_stride}

@@ -21,7 +21,8 @@ the training windows are described in `lossbench.tasks.movielens`):
 
 Cache: the arrays of step 3 go to `<data dir>/cache/<name>-<key>.npys` (consecutive .npy
 records; data dir from `lossbench.data.resolve_data_dir`), key = SHA-256 of the file's SHA-256,
-the columns and format read, min_rating, k_core, max_len and CACHE_VERSION. Written to a
+the columns and format read, min_rating, k_core, max_len, train_stride and
+CACHE_VERSION. Written to a
 temporary file, then renamed; a folder that cannot be written leaves the task uncached, and a
 cache file that does not load or does not fit is rebuilt. The file's SHA-256 is computed
 once per process while its size and mtime stay the same. Label noise comes after the cache
@@ -135,16 +136,24 @@ def histories(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: 
 
 
 def train_windows(items: np.ndarray, starts: np.ndarray, train_lengths: np.ndarray,
-                  max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  max_len: int, stride: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training windows of the sequences items[starts[u] : starts[u] + train_lengths[u]]
-    (lossbench.tasks.movielens, step 6). Returns inputs [W, max_len], targets [W, max_len]
-    (0 = no target) and the user of each window [W]."""
-    n_windows = -(-np.maximum(train_lengths - 1, 0) // max_len)
+    (lossbench.tasks.movielens, step 6): windows of max_len + 1 items ending every `stride`
+    items (0 = max_len) from the end backwards, until one reaches the user's first item.
+    Every target is kept once, in the window where it has the most history: the last
+    `stride` positions of each window, every position of the user's earliest window.
+    Returns inputs [W, max_len], targets [W, max_len] (0 = no target) and the user of each
+    window [W]."""
+    stride = stride or max_len
+    n_targets = np.maximum(train_lengths - 1, 0)
+    n_windows = np.where(n_targets > 0, 1 + -(-np.maximum(n_targets - max_len, 0) // stride), 0)
     users = np.repeat(np.arange(len(starts)), n_windows)
     back = np.arange(len(users)) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
-    ends = starts[users] + train_lengths[users] - back * max_len  # one past the last target
+    ends = starts[users] + train_lengths[users] - back * stride  # one past the last target
     inputs = histories(items, starts[users], ends - 1, max_len)
     targets = histories(items, starts[users] + 1, ends, max_len)  # a target needs an input
+    later = back < n_windows[users] - 1  # not the earliest: its first targets are elsewhere
+    targets[later, :max_len - stride] = 0
     return inputs, targets, users
 
 
@@ -164,12 +173,15 @@ def to_sequences(rows: Interactions, min_rating: float, k_core: int, source: str
                   "n_dropped_k_core": dropped["k_core"]}
 
 
-def leave_one_out(seqs: Sequences, max_len: int) -> tuple[dict[str, np.ndarray], dict]:
-    """Step 3: the arrays of the split (ARRAYS) and their counts. Users with fewer than 3
-    items have no validation or test example (`n_train_only_users`)."""
+def leave_one_out(seqs: Sequences, max_len: int, train_stride: int = 0
+                  ) -> tuple[dict[str, np.ndarray], dict]:
+    """Step 3: the arrays of the split (ARRAYS) and their counts, training windows every
+    `train_stride` items (`train_windows`). Users with fewer than 3 items have no validation
+    or test example (`n_train_only_users`)."""
     held = seqs.lengths >= 3
     train_lengths = np.where(held, seqs.lengths - 2, seqs.lengths)
-    inputs, targets, _ = train_windows(seqs.items, seqs.starts, train_lengths, max_len)
+    inputs, targets, _ = train_windows(seqs.items, seqs.starts, train_lengths, max_len,
+                                       train_stride)
     ends = (seqs.starts + seqs.lengths)[held]
     arrays = {"train_inputs": inputs, "train_targets": targets,
               "held_out": histories(seqs.items, seqs.starts[held], ends - 1, max_len + 1),
@@ -182,13 +194,13 @@ def leave_one_out(seqs: Sequences, max_len: int) -> tuple[dict[str, np.ndarray],
 
 
 def build_split(read: Callable[[], Interactions], min_rating: float, k_core: int,
-                max_len: int, source: str, noun: str = "interactions"
+                max_len: int, source: str, noun: str = "interactions", train_stride: int = 0
                 ) -> tuple[dict[str, np.ndarray], dict]:
     """The whole pipeline: read, filters and sequences, leave-one-out; (arrays, counts).
     `read` is a function so that no caller holds the rows: they are freed before the padded
     arrays are built (the peak of memory)."""
     seqs, counts = to_sequences(read(), min_rating, k_core, source, noun)
-    arrays, split_counts = leave_one_out(seqs, max_len)
+    arrays, split_counts = leave_one_out(seqs, max_len, train_stride)
     return arrays, {**counts, **split_counts}
 
 
@@ -296,13 +308,15 @@ def make_interactions(cfg: RunConfig) -> Task:
     with_rating = cfg.min_rating > 0
     sha256 = file_digest(layout.path)
     used = {r: n for r, n in layout.columns.items() if r != "rating" or with_rating}
-    settings = {"min_rating": cfg.min_rating, "k_core": cfg.k_core, "max_len": cfg.max_len}
+    settings = {"min_rating": cfg.min_rating, "k_core": cfg.k_core, "max_len": cfg.max_len,
+                "train_stride": cfg.train_stride}
     key = {"sha256": sha256, "format": layout.format, "delimiter": layout.delimiter,
            "columns": used, **settings}
 
     def build() -> tuple[dict, dict]:
         return build_split(lambda: read_interactions(layout, with_rating), cfg.min_rating,
-                           cfg.k_core, cfg.max_len, str(layout.path))
+                           cfg.k_core, cfg.max_len, str(layout.path),
+                           train_stride=cfg.train_stride)
 
     arrays, counts = cached_split(cfg.data_dir, layout.path.stem, key, cfg.max_len, build)
     info = {"file": str(layout.path.resolve()), "sha256": sha256, "format": layout.format,

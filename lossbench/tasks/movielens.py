@@ -27,13 +27,18 @@ no k-core filter.
    n >= 3 at all is a DataError.
 5. Every history is the last `max_len` items before the target, left-padded with 0.
 6. Training windows (instead of one example per prefix, as RecBole does): a training sequence
-   s of length L is cut, from its end backwards, into windows of max_len + 1 items with stride
-   max_len (consecutive windows share one item); inputs = window[:-1], targets = window[1:].
-   So every training item except the user's first is a target exactly once per epoch, the
-   last position of every window has a target, and the earliest window is left-padded (its
-   padded positions have target 0). A target at position j of a window sees the j + 1 items
-   of the window before it, not the user's whole past: the history is cut at the window's
-   start (as in SASRec's own training), and at most max_len items long.
+   s of length L is cut, from its end backwards, into windows of max_len + 1 items that end
+   every `train_stride` items (S; 0 means max_len), until a window reaches s_0; inputs =
+   window[:-1], targets = window[1:]. Every training item except the user's first is a
+   target exactly once per epoch, in the window where it sees the most history: a window
+   keeps the targets of its last S positions, the user's earliest window all of its own
+   (it is left-padded; padded positions have target 0). With S = max_len consecutive
+   windows share one item and no target is dropped; with S < max_len they overlap by
+   max_len - S items, a window's first max_len - S positions are context only, and there
+   are about max_len / S times as many windows. A target at position j of a window sees the
+   j + 1 items of the window before it, not the user's whole past: the history is cut at the
+   window's start (as in SASRec's own training), and at most max_len items long; with S <
+   max_len every target past the user's first max_len items sees at least max_len - S.
 
 Unlike an interactions file, the split is not cached: it takes 0.1 s on ml-100k, and the data
 folder may be shared and read-only.
@@ -127,9 +132,11 @@ def make_movielens(cfg: RunConfig) -> Task:
     spec = dataset_spec(cfg.dataset)
     path = ratings_file(cfg.dataset, cfg.data_dir)
     sha256 = file_digest(path)
-    settings = {"min_rating": cfg.min_rating, "k_core": cfg.k_core, "max_len": cfg.max_len}
+    settings = {"min_rating": cfg.min_rating, "k_core": cfg.k_core, "max_len": cfg.max_len,
+                "train_stride": cfg.train_stride}
     arrays, counts = build_split(lambda: from_ratings(read_ratings(path, spec)),
-                                 cfg.min_rating, cfg.k_core, cfg.max_len, str(path), "ratings")
+                                 cfg.min_rating, cfg.k_core, cfg.max_len, str(path), "ratings",
+                                 cfg.train_stride)
     info = {"dataset": cfg.dataset, "ratings_file": str(path), "sha256": sha256, **counts,
             **settings}
     return task_from_arrays(cfg.dataset, arrays, info)
