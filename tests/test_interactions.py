@@ -235,6 +235,15 @@ def test_cache_is_used_rebuilt_when_corrupt_and_keyed_by_content(tmp_path, monke
     assert len(list(cached.parent.glob("c-*.npys"))) == 2
 
 
+def test_train_stride_is_part_of_the_cache_key(tmp_path):
+    path = write(tmp_path / "long.csv", rows=[("u1", f"m{i}", 1, i) for i in range(10)])
+    wide, narrow = build(path), build(path, train_stride=1)  # 7 training targets, max_len 3
+    assert (wide.info["n_train_windows"], narrow.info["n_train_windows"]) == (3, 5)
+    assert len(list((tmp_path / "data" / "cache").glob("long-*.npys"))) == 2
+    assert torch.equal(build(path, train_stride=1).train.inputs, narrow.train.inputs)
+    assert narrow.train.targets.count_nonzero() == wide.train.targets.count_nonzero() == 7
+
+
 def test_unwritable_cache_still_builds(tmp_path):
     path = write(tmp_path / "c.csv")
     (tmp_path / "data").mkdir()
