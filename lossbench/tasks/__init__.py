@@ -108,7 +108,7 @@ def data_fingerprint(cfg: RunConfig) -> dict:
     DataError if the file cannot be read. The hash is computed once per process."""
     if cfg.task == "synthetic":
         return {}
-    from lossbench.tasks.interactions import file_digest
+    from lossbench.tasks.interactions import file_digest, split_settings
 
     if cfg.task == "movielens":
         from lossbench.data import ratings_file
@@ -120,5 +120,4 @@ def data_fingerprint(cfg: RunConfig) -> dict:
     path = open_layout(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col, cfg.rating_col).path
     return {"sha256": file_digest(path), "user_col": cfg.user_col,
             "item_col": cfg.item_col, "time_col": cfg.time_col, "rating_col": cfg.rating_col,
-            "min_rating": cfg.min_rating, "k_core": cfg.k_core, "max_len": cfg.max_len,
-            "train_stride": cfg.train_stride}
+            **split_settings(cfg)}

@@ -21,12 +21,11 @@ the training windows are described in `lossbench.tasks.movielens`):
 
 Cache: the arrays of step 3 go to `<data dir>/cache/<name>-<key>.npys` (consecutive .npy
 records; data dir from `lossbench.data.resolve_data_dir`), key = SHA-256 of the file's SHA-256,
-the columns and format read, min_rating, k_core, max_len, train_stride and
-CACHE_VERSION. Written to a
-temporary file, then renamed; a folder that cannot be written leaves the task uncached, and a
-cache file that does not load or does not fit is rebuilt. The file's SHA-256 is computed
-once per process while its size and mtime stay the same. Label noise comes after the cache
-(`build_task`).
+the columns and format read, the split's settings (`split_settings`) and CACHE_VERSION.
+Written to a temporary file, then renamed; a folder that cannot be written leaves the task
+uncached, and a cache file that does not load or does not fit is rebuilt. The file's SHA-256
+is computed once per process while its size and mtime stay the same. Label noise comes after
+the cache (`build_task`).
 """
 
 
@@ -193,6 +192,13 @@ def leave_one_out(seqs: Sequences, max_len: int, train_stride: int = 0
     return arrays, counts
 
 
+def split_settings(cfg: RunConfig) -> dict:
+    """The settings that shape the split of an interactions or MovieLens file (the keyword
+    arguments of `build_split` besides `read`, `source` and `noun`)."""
+    return {"min_rating": cfg.min_rating, "k_core": cfg.k_core, "max_len": cfg.max_len,
+            "train_stride": cfg.train_stride}
+
+
 def build_split(read: Callable[[], Interactions], min_rating: float, k_core: int,
                 max_len: int, source: str, noun: str = "interactions", train_stride: int = 0
                 ) -> tuple[dict[str, np.ndarray], dict]:
@@ -308,15 +314,13 @@ def make_interactions(cfg: RunConfig) -> Task:
     with_rating = cfg.min_rating > 0
     sha256 = file_digest(layout.path)
     used = {r: n for r, n in layout.columns.items() if r != "rating" or with_rating}
-    settings = {"min_rating": cfg.min_rating, "k_core": cfg.k_core, "max_len": cfg.max_len,
-                "train_stride": cfg.train_stride}
+    settings = split_settings(cfg)
     key = {"sha256": sha256, "format": layout.format, "delimiter": layout.delimiter,
            "columns": used, **settings}
 
     def build() -> tuple[dict, dict]:
-        return build_split(lambda: read_interactions(layout, with_rating), cfg.min_rating,
-                           cfg.k_core, cfg.max_len, str(layout.path),
-                           train_stride=cfg.train_stride)
+        return build_split(lambda: read_interactions(layout, with_rating),
+                           source=str(layout.path), **settings)
 
     arrays, counts = cached_split(cfg.data_dir, layout.path.stem, key, cfg.max_len, build)
     info = {"file": str(layout.path.resolve()), "sha256": sha256, "format": layout.format,

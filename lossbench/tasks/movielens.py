@@ -61,6 +61,7 @@ from lossbench.tasks.interactions import (
     build_split,
     file_digest,
     filter_interactions,
+    split_settings,
     task_from_arrays,
 )
 from lossbench.tasks.reader import Interactions, codes
@@ -132,11 +133,9 @@ def make_movielens(cfg: RunConfig) -> Task:
     spec = dataset_spec(cfg.dataset)
     path = ratings_file(cfg.dataset, cfg.data_dir)
     sha256 = file_digest(path)
-    settings = {"min_rating": cfg.min_rating, "k_core": cfg.k_core, "max_len": cfg.max_len,
-                "train_stride": cfg.train_stride}
+    settings = split_settings(cfg)
     arrays, counts = build_split(lambda: from_ratings(read_ratings(path, spec)),
-                                 cfg.min_rating, cfg.k_core, cfg.max_len, str(path), "ratings",
-                                 cfg.train_stride)
+                                 source=str(path), noun="ratings", **settings)
     info = {"dataset": cfg.dataset, "ratings_file": str(path), "sha256": sha256, **counts,
             **settings}
     return task_from_arrays(cfg.dataset, arrays, info)
