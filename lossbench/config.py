@@ -108,7 +108,11 @@ class RunConfig:
     optimizer: str = "sgd"
     """`sgd` (with momentum) or `adam`."""
     lr: float = 0.5
-    """Learning rate."""
+    """Learning rate (of epoch 1 under a schedule)."""
+    lr_schedule: str = "constant"
+    """`constant`, or `cosine`: epoch e (1-based) of `epochs` trains at
+    lr * (1 + cos(pi * (e - 1) / epochs)) / 2, from lr down towards 0 (cosine annealing,
+    Loshchilov & Hutter 2017, without restarts; set `epochs` to the intended length)."""
     momentum: float = 0.9
     """SGD momentum (ignored by adam)."""
     weight_decay: float = 0.0
@@ -158,6 +162,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model": ("sasrec", "gru"),
     "aux": ("supcon", "none"),
     "optimizer": ("sgd", "adam"),
+    "lr_schedule": ("constant", "cosine"),
     "best_by": ("val_loss", "val_acc", "val_hr10", "val_ndcg10"),
     "device": ("auto", "cpu", "cuda"),
 }

@@ -72,6 +72,7 @@ from lossbench.trainer import (
     make_optimizer,
     resolve_device,
     save_checkpoint,
+    set_lr,
     to_numpy,
 )
 
@@ -396,6 +397,7 @@ def train_epoch(wrapper: Wrapper, stack: Stack, optimizer: torch.optim.Optimizer
     generator = epoch_generator(run_seeds(cfg.seed).batch, epoch)
     order = torch.randperm(len(task.train), generator=generator)
     steps = []  # per step [R, 5]: total, objective, L_main, L_aux, fraction below b
+    set_lr(optimizer, cfg, epoch)
     wrapper.train()
     for start in range(0, len(order), cfg.batch_size):
         idx = order[start:start + cfg.batch_size]

@@ -72,6 +72,22 @@ def make_optimizer(model: torch.nn.Module, cfg: RunConfig,
     return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def epoch_lr(lr: float, schedule: str, epoch: int, epochs: int) -> float:
+    """The learning rate of epoch `epoch` (1-based) of `epochs`: `lr` when constant; cosine
+    annealing lr * (1 + cos(pi * (epoch - 1) / epochs)) / 2, which is lr at epoch 1 and
+    falls to just above 0 at the last epoch."""
+    if schedule == "constant":
+        return lr
+    return lr * (1.0 + math.cos(math.pi * (epoch - 1) / epochs)) / 2.0
+
+
+def set_lr(optimizer: torch.optim.Optimizer, cfg: RunConfig, epoch: int) -> None:
+    """Every parameter group trains epoch `epoch` at `epoch_lr` (set at the start of each
+    epoch, so a resumed or re-stacked optimiser continues on the schedule)."""
+    for group in optimizer.param_groups:
+        group["lr"] = epoch_lr(cfg.lr, cfg.lr_schedule, epoch, cfg.epochs)
+
+
 def is_better(value: float, best: float, best_by: str) -> bool:
     """Lower is better for val_loss, higher for every other validation metric."""
     return value < best if best_by == "val_loss" else value > best
@@ -127,6 +143,7 @@ def train_epoch(model, optimizer, objective: Objective, task: Task, cfg: RunConf
     generator = epoch_generator(run_seeds(cfg.seed).batch, epoch)
     order = torch.randperm(len(task.train), generator=generator)
     steps = []  # per step: total, objective, L_main, L_aux (detached), fraction below b
+    set_lr(optimizer, cfg, epoch)
     model.train()
     for start in range(0, len(order), cfg.batch_size):
         idx = order[start:start + cfg.batch_size]

@@ -146,6 +146,13 @@ def test_fused_runs_equal_sequential_runs_and_write_the_same_files(tmp_path):
     assert [numbers(r) for r in reweight_flood0[1]] == [numbers(r) for r in reweight[1]]
 
 
+def test_fused_runs_follow_the_cosine_schedule_as_sequential_runs_do(tmp_path):
+    cfgs = plan(["plain", "flood"], b=7.5, lr_schedule="cosine", lr=0.1, epochs=4)
+    task = build_task(cfgs[0])
+    assert_same_runs(sequential(cfgs, task, tmp_path / "seq"),
+                     together(cfgs, task, tmp_path / "fused"))
+
+
 def test_a_diverging_run_is_dropped_without_disturbing_the_others(tmp_path):
     """weighted with w = 1e30 blows up in its second step; it is finished as `diverged` at
     the step where its unfused run diverges, and the other runs equal the group without it

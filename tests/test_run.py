@@ -14,7 +14,7 @@ from lossbench.cli import app
 from lossbench.config import load_config
 from lossbench.recorder import COLUMNS
 from lossbench.tasks import build_task
-from lossbench.trainer import init_model
+from lossbench.trainer import epoch_lr, init_model
 
 SUMMARY_KEYS = {"status", "best_epoch", "test_loss", "test_acc", "test_hr10", "test_ndcg10",
                 "final_val_loss", "final_train_loss", "wall_seconds"}
@@ -325,6 +325,31 @@ def test_restart_starts_an_unfinished_run_afresh(tiny, tmp_path):
     fresh.epochs = [0, 0]
     api.run(config=tiny, out=tmp_path, events=fresh, restart=True)
     assert fresh.epochs[2:] == [1, 2, 3]
+
+
+def test_cosine_schedule_trains_each_epoch_at_its_rate(tiny, tmp_path, monkeypatch):
+    """`lr_schedule = cosine`: every step of epoch e uses lr * (1 + cos(pi (e-1)/epochs)) / 2;
+    the default keeps lr; the schedule changes the results."""
+    assert epoch_lr(0.4, "constant", 3, 4) == 0.4
+    assert [epoch_lr(0.4, "cosine", e, 4) for e in (1, 3)] == [0.4, pytest.approx(0.2)]
+    rates = [epoch_lr(0.4, "cosine", e, 4) for e in (1, 2, 3, 4)]
+    assert rates == sorted(rates, reverse=True) and rates[-1] > 0
+    used = []
+    step = torch.optim.SGD.step
+
+    def spy(self, *args, **kwargs):
+        used.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    cosine = api.run(config=tiny, out=tmp_path / "cosine", lr_schedule="cosine", lr=0.4)
+    steps = len(used) // 3  # tiny: 3 epochs, the same steps each
+    assert used == [epoch_lr(0.4, "cosine", e, 3) for e in (1, 2, 3) for _ in range(steps)]
+    used.clear()
+    constant = api.run(config=tiny, out=tmp_path / "constant", lr=0.4)
+    assert set(used) == {0.4}
+    assert (read_csv(cosine.runs[0].dir / "metrics.csv")[-1]["train_loss"]
+            != read_csv(constant.runs[0].dir / "metrics.csv")[-1]["train_loss"])
 
 
 def test_every_imported_package_is_declared():
