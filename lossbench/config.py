@@ -91,6 +91,9 @@ class RunConfig:
     """Width of the feed-forward layer inside a Transformer block (sasrec)."""
     dropout: float = 0.0
     """Dropout on embeddings, attention and hidden states."""
+    attn_dropout: float = -1.0
+    """Dropout on the attention probabilities (sasrec; RecBole's attn_dropout_prob);
+    negative = `dropout`."""
 
     # --- auxiliary loss -----------------------------------------------------------------
     aux: str = "supcon"
@@ -245,6 +248,9 @@ def validate(cfg: RunConfig, source: str = "") -> RunConfig:
     for key in UNIT_INTERVAL:
         if not 0.0 <= getattr(cfg, key) <= 1.0:
             raise ConfigError(f"{key} must be in [0, 1], got {getattr(cfg, key)}{where}")
+    if not cfg.attn_dropout <= 1.0:
+        raise ConfigError(f"attn_dropout must be <= 1 (negative = dropout), got "
+                          f"{cfg.attn_dropout}{where}")
     if cfg.train_stride > cfg.max_len:
         raise ConfigError(f"train_stride ({cfg.train_stride}) must be <= max_len "
                           f"({cfg.max_len}): a larger stride would skip targets{where}")

@@ -58,7 +58,7 @@ from lossbench.config import RunConfig
 from lossbench.errors import ConfigError
 from lossbench.losses import LossTerm, compute_losses, supcon_temperature
 from lossbench.metrics import METRIC_NAMES, ranking_metrics, target_ranks
-from lossbench.models import build_model
+from lossbench.models import attention_dropout, build_model
 from lossbench.recorder import RunRecorder
 from lossbench.seeds import epoch_generator, run_seeds
 from lossbench.strategies import Objective, build_objective, split_name, weighting_class
@@ -93,7 +93,8 @@ def fuse_blocker(cfg: RunConfig, allow_dropout: bool = False) -> str | None:
                 "gradients)")
     if cfg.model not in FUSABLE_MODELS:
         return f"model '{cfg.model}' cannot be vmapped"
-    if resolve_device(cfg.device).type == "cuda" and cfg.dropout > 0 and not allow_dropout:
+    dropout = cfg.dropout > 0 or attention_dropout(cfg) > 0
+    if resolve_device(cfg.device).type == "cuda" and dropout and not allow_dropout:
         return "dropout > 0 on CUDA: fused runs would draw other dropout masks than unfused"
     return None
 

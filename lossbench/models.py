@@ -20,9 +20,10 @@ from lossbench.config import RunConfig
 class Block(nn.Module):
     """A post-LayerNorm Transformer block (as SASRec / RecBole): attention, then a GELU MLP."""
 
-    def __init__(self, hidden: int, n_heads: int, inner: int, dropout: float) -> None:
+    def __init__(self, hidden: int, n_heads: int, inner: int, dropout: float,
+                 attn_dropout: float) -> None:
         super().__init__()
-        self.n_heads, self.dropout = n_heads, dropout
+        self.n_heads, self.attn_dropout = n_heads, attn_dropout
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.proj = nn.Linear(hidden, hidden)
         self.ln1 = nn.LayerNorm(hidden)
@@ -36,7 +37,7 @@ class Block(nn.Module):
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, H // self.n_heads).unbind(2)
         q, k, v = (z.transpose(1, 2) for z in (q, k, v))
         att = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+            q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0)
         x = self.ln1(x + self.drop(self.proj(att.transpose(1, 2).reshape(B, T, H))))
         return self.ln2(x + self.drop(self.mlp(x)))
 
@@ -50,7 +51,8 @@ class SASRec(nn.Module):
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
         self.ln = nn.LayerNorm(cfg.hidden)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg.hidden, cfg.n_heads, cfg.inner, cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg.hidden, cfg.n_heads, cfg.inner, cfg.dropout,
+                                          attention_dropout(cfg))
                                     for _ in range(cfg.n_layers))
         self.apply(init_weights)
 
@@ -96,6 +98,11 @@ class GRU4Rec(nn.Module):
     def logits(self, hidden: Tensor) -> Tensor:
         """hidden [..., H] -> scores [..., n_items + 1], padding column = -inf."""
         return score_items(hidden, self.item_emb.weight)
+
+
+def attention_dropout(cfg: RunConfig) -> float:
+    """The dropout on attention probabilities: `attn_dropout`, or `dropout` when negative."""
+    return cfg.attn_dropout if cfg.attn_dropout >= 0 else cfg.dropout
 
 
 def score_items(hidden: Tensor, item_weight: Tensor) -> Tensor:

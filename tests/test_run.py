@@ -12,6 +12,7 @@ import torch
 from lossbench import api
 from lossbench.cli import app
 from lossbench.config import load_config
+from lossbench.models import attention_dropout, build_model
 from lossbench.recorder import COLUMNS
 from lossbench.tasks import build_task
 from lossbench.trainer import epoch_lr, init_model
@@ -176,6 +177,8 @@ def write(path: Path, text: str) -> Path:
     (["--set", "nonsense=1"], "unknown setting 'nonsense'"),
     (["--set", "epochs=many"], "setting 'epochs' in the command line must be int"),
     (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--set", "lr_schedule=step"], "unknown lr_schedule 'step'"),
+    (["--set", "attn_dropout=1.5"], "attn_dropout must be <= 1"),
     (["--no-such-option"], "No such option"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(runner, tiny, tmp_path, args, message):
@@ -225,6 +228,23 @@ def test_gru_model_runs_and_differs_from_sasrec(tiny, tmp_path):
         assert run.summary["status"] == "complete"
         assert json.loads((run.dir / "config.json").read_text())["model"] == run.cfg.model
     assert runs["gru"].summary["test_loss"] != runs["sasrec"].summary["test_loss"]
+
+
+def test_attention_dropout_follows_dropout_unless_set(tiny):
+    """attn_dropout < 0 means `dropout`; set, it drops attention probabilities alone."""
+    history = torch.tensor([[0, 3, 5, 7, 2, 9]])
+
+    def two_passes(**settings) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = load_config(tiny, settings)
+        model = build_model(30, cfg).train()
+        return model(history), model(history)
+
+    assert attention_dropout(load_config(tiny, {"dropout": 0.3})) == 0.3
+    assert attention_dropout(load_config(tiny, {"dropout": 0.3, "attn_dropout": 0.0})) == 0.0
+    first, second = two_passes(dropout=0.0, attn_dropout=0.0)
+    assert torch.equal(first, second)  # no dropout anywhere: training passes agree
+    first, second = two_passes(dropout=0.0, attn_dropout=0.5)
+    assert not torch.equal(first, second)  # the attention probabilities were dropped
 
 
 def test_metrics_csv_follows_the_rows_it_is_given(tmp_path):
