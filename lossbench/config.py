@@ -90,7 +90,7 @@ class RunConfig:
     inner: int = 128
     """Width of the feed-forward layer inside a Transformer block (sasrec)."""
     dropout: float = 0.0
-    """Dropout on embeddings, attention and hidden states."""
+    """Dropout on embeddings, hidden states and (unless `attn_dropout` >= 0) attention."""
     attn_dropout: float = -1.0
     """Dropout on the attention probabilities (sasrec; RecBole's attn_dropout_prob);
     negative = `dropout`."""
