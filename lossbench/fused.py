@@ -66,6 +66,7 @@ from lossbench.tasks import Split, Task
 from lossbench.trainer import (
     Best,
     end_summary,
+    epoch_batches,
     init_model,
     is_better,
     load_checkpoint,
@@ -396,14 +397,10 @@ def train_epoch(wrapper: Wrapper, stack: Stack, optimizer: torch.optim.Optimizer
     `{"diverged_step": k}` when its step k (1-based) had a non-finite number. The numbers
     stay on the device until the epoch ends."""
     generator = epoch_generator(run_seeds(cfg.seed).batch, epoch)
-    order = torch.randperm(len(task.train), generator=generator)
     steps = []  # per step [R, 5]: total, objective, L_main, L_aux, fraction below b
     set_lr(optimizer, cfg, epoch)
     wrapper.train()
-    for start in range(0, len(order), cfg.batch_size):
-        idx = order[start:start + cfg.batch_size]
-        inputs = task.train.inputs[idx].to(device, non_blocking=True)
-        targets = task.train.targets[idx].to(device, non_blocking=True)
+    for inputs, targets in epoch_batches(task, cfg, generator, device):
         numbers, objectives = [], []
         for run, (main, aux) in zip(runs, stacked_losses(wrapper, stack, inputs, targets,
                                                          epoch, generator), strict=True):

@@ -18,7 +18,7 @@ import math
 import os
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,6 +132,18 @@ def train_step(model, optimizer, objective: Objective, losses) -> tuple:
     return step
 
 
+def epoch_batches(task: Task, cfg: RunConfig, generator: torch.Generator,
+                  device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The training split as (inputs, targets) batches of `cfg.batch_size` on `device`, in an
+    order drawn from `generator` (the epoch's, `epoch_generator(batch seed, epoch)`), which
+    then goes on to draw the epoch's augmentations: the same batches for every strategy."""
+    order = torch.randperm(len(task.train), generator=generator)
+    for start in range(0, len(order), cfg.batch_size):
+        idx = order[start:start + cfg.batch_size]
+        yield (task.train.inputs[idx].to(device, non_blocking=True),
+               task.train.targets[idx].to(device, non_blocking=True))
+
+
 def train_epoch(model, optimizer, objective: Objective, task: Task, cfg: RunConfig,
                 epoch: int, device: torch.device) -> dict:
     """One pass over the training split; returns the epoch means of the losses, or
@@ -141,14 +153,10 @@ def train_epoch(model, optimizer, objective: Objective, task: Task, cfg: RunConf
     go: on a GPU, reading a number every step would make the CPU wait for the GPU every step.
     (A diverged epoch therefore runs to its end before it is reported; it is not recorded.)"""
     generator = epoch_generator(run_seeds(cfg.seed).batch, epoch)
-    order = torch.randperm(len(task.train), generator=generator)
     steps = []  # per step: total, objective, L_main, L_aux (detached), fraction below b
     set_lr(optimizer, cfg, epoch)
     model.train()
-    for start in range(0, len(order), cfg.batch_size):
-        idx = order[start:start + cfg.batch_size]
-        inputs = task.train.inputs[idx].to(device, non_blocking=True)
-        targets = task.train.targets[idx].to(device, non_blocking=True)
+    for inputs, targets in epoch_batches(task, cfg, generator, device):
         losses = compute_losses(model, inputs, targets, cfg, epoch, generator)
         step = train_step(model, optimizer, objective, losses)
         steps.append(torch.stack([step.total.detach(), step.objective.detach(),
