@@ -73,7 +73,7 @@ def run(strategy: str | list[str] | None = None, config: str | Path | None = Non
     with `restart` unfinished runs start afresh instead of from their checkpoint.
 
     The CLI's default is `--jobs auto`; here it is 1, because worker processes re-import
-    the main module (experiment.worker_context) and a script that starts them must guard
+    the main module (workers.worker_context) and a script that starts them must guard
     its top level with `if __name__ == "__main__":`. Results are the same either way (one
     torch thread per run).
 

@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import multiprocessing
-import os
 import platform
-import signal
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +28,7 @@ import torch
 import lossbench
 from lossbench import strategies as registry
 from lossbench.config import RunConfig, validate
-from lossbench.errors import ConfigError, LossbenchError, Terminated, raise_terminated
+from lossbench.errors import ConfigError, LossbenchError
 from lossbench.recorder import (
     RunRecorder,
     config_hash,
@@ -44,6 +40,7 @@ from lossbench.recorder import (
 from lossbench.seeds import run_seeds
 from lossbench.tasks import Task, build_task, data_fingerprint, task_key
 from lossbench.trainer import resolve_device, train
+from lossbench.workers import resolve_jobs, run_parallel, thread_share
 
 if TYPE_CHECKING:
     from lossbench.ray_backend import RayOptions
@@ -226,41 +223,6 @@ def run_one(cfg: RunConfig, parent: Path, events: Events, wait: bool,
         return RunOutcome(cfg, run_dir, *execute_run(cfg, task, run_dir, record, events))
 
 
-DEFAULT_THREADS = 1
-"""torch threads per run unless --threads says otherwise. One thread per run makes CPU
-results independent of the machine: reductions split their work by thread count, so the same
-command and seeds give the same metrics.csv on a 2-core laptop and a 64-core server (CPUs
-with other instruction sets, e.g. AVX-512 against AVX2, may still differ in the last digits).
-The cores are used by running runs in parallel instead (`resolve_jobs`)."""
-
-
-def resolve_jobs(jobs: int | str, n_runs: int, device: str = "cpu") -> int:
-    """Worker processes for `n_runs` runs. `auto`: on the CPU one per core, at most one per
-    run; with CUDA one per GPU (each worker owns a device). An int is taken as given (CUDA
-    still caps it at the number of GPUs, in `run_parallel`). Anything else is a ConfigError."""
-    if isinstance(jobs, str):
-        if jobs.strip().lower() != "auto":
-            try:
-                jobs = int(jobs)
-            except ValueError:
-                raise ConfigError(f"--jobs must be a positive integer or 'auto', got '{jobs}'"
-                                  ) from None
-        elif resolve_device(device).type == "cuda":
-            return max(1, min(torch.cuda.device_count(), n_runs))
-        else:
-            return max(1, min(os.cpu_count() or 1, n_runs))
-    if jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
-    return jobs
-
-
-def thread_share(jobs: int, threads: int | None = None) -> int:
-    """torch threads per run: `threads` if given, else DEFAULT_THREADS (1), whatever `jobs`
-    is. CPU results are bit-identical between any two executions with the same thread count,
-    sequential or parallel."""
-    return threads or DEFAULT_THREADS
-
-
 def on_ray(jobs: int | str | RayOptions) -> bool:
     """Whether `jobs` sends the runs to Ray (a `ray_backend.RayOptions`; Ray itself is
     imported only then)."""
@@ -361,96 +323,6 @@ def run_all(runs: list[RunConfig], comparison: Comparison, events: Events, *,
         events.run_finished(outcome)
     order = {id(cfg): i for i, cfg in enumerate(runs)}
     comparison.runs.sort(key=lambda r: order.get(id(r.cfg), -1))
-
-
-def worker_init(threads: int, counter) -> None:
-    """A worker process: its share of the CPU threads, its own GPU when there are GPUs (worker
-    i uses cuda:i mod n_gpus, so `--jobs` = number of GPUs gives one process per device), and
-    SIGTERM unwinds like Ctrl-C."""
-    torch.set_num_threads(threads)
-    with counter.get_lock():
-        index = counter.value
-        counter.value += 1
-    if torch.cuda.is_available():
-        torch.cuda.set_device(index % torch.cuda.device_count())
-    signal.signal(signal.SIGTERM, worker_signal)
-    signal.signal(signal.SIGINT, worker_signal)
-
-
-_worker_busy = False
-"""True while a worker process trains a run (run_in_worker)."""
-
-
-def worker_signal(signum: int, frame: object) -> None:
-    """SIGTERM or Ctrl-C in a worker. Training: unwind like Ctrl-C, so the run in flight is
-    marked interrupted (run_in_worker then ends the process). Idle: exit at once."""
-    if not _worker_busy:
-        os._exit(128 + signum)
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise_terminated(signum, frame)
-
-
-def run_in_worker(cfg: RunConfig, parent: Path, restart: bool) -> RunOutcome | None:
-    """`run_one` in a worker process. Interrupted, the worker marks its run interrupted and
-    exits: the pool would otherwise hand it the next queued run and train on after the
-    parent has stopped (concurrent.futures catches every exception of a call)."""
-    global _worker_busy
-    try:
-        _worker_busy = True
-        return run_one(cfg, parent, Events(), True, restart)
-    except Terminated:
-        os._exit(143)
-    except KeyboardInterrupt:
-        os._exit(130)
-    finally:
-        _worker_busy = False
-
-
-def worker_context() -> multiprocessing.context.BaseContext:
-    """Where worker processes come from. With forkserver (Linux, macOS) a server process
-    imports lossbench and torch once (~5 s, torch._dynamo included: torch.optim imports it on
-    first use) and every worker forks from it in milliseconds; the server lives as long as
-    this Python process, so later commands of the same session reuse it. Where there is no
-    forkserver (Windows) workers are spawned and each pays the imports. Either way a worker
-    starts from a clean interpreter that has run no torch op: no inherited threads or CUDA."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["lossbench.experiment", "torch._dynamo"])
-    return context
-
-
-def run_parallel(runs: list[RunConfig], comparison: Comparison, events: Events, offset: int,
-                 total: int, jobs: int, threads: int, restart: bool = False) -> None:
-    """`run_in_worker` for every run in `jobs` worker processes (see worker_context) with
-    `threads` torch threads each. Every run's randomness comes from its own seeds, so the
-    results equal a sequential execution with the same thread count. Progress is reported per
-    finished run."""
-    context = worker_context()
-    if resolve_device(runs[0].device).type == "cuda":
-        jobs = min(jobs, torch.cuda.device_count())  # at most one process per GPU
-    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=worker_init,
-                               initargs=(threads, context.Value("i", 0)))
-    outcomes: dict[int, RunOutcome] = {}
-    try:
-        futures = {pool.submit(run_in_worker, cfg, comparison.dir, restart): i
-                   for i, cfg in enumerate(runs)}
-        events.run_started(runs[0], offset, total)
-        for future in as_completed(futures):
-            outcome = future.result()
-            outcomes[futures[future]] = outcome
-            events.run_finished(outcome)
-            if len(outcomes) < len(runs):
-                events.run_started(outcome.cfg, offset + len(outcomes), total)
-    except BaseException:
-        for process in list(getattr(pool, "_processes", {}).values()):
-            if process.is_alive():
-                process.terminate()  # SIGTERM: each worker marks its run interrupted
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown()
-    comparison.runs.extend(outcomes[i] for i in range(len(runs)))
 
 
 def execute_run(cfg: RunConfig, task: Task, run_dir: Path, record: dict,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lossbench import api
 from lossbench.cli import app
-from lossbench.experiment import worker_context
+from lossbench.workers import worker_context
 
 LONG = ["--set", "epochs=10", "--set", "n_train_users=256", "--set", "batch_size=64"]
 

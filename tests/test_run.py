@@ -305,16 +305,17 @@ def test_flood_that_acts_normally_prints_no_advice(runner, tiny, tmp_path):
 def test_one_torch_thread_per_run_whatever_the_core_count(tiny, tmp_path, monkeypatch):
     """CPU results must not depend on the machine: the default is one thread per run, so
     the numbers are the same on 2 and on 64 cores."""
-    import lossbench.experiment as experiment
+    import lossbench.workers as workers
+    from lossbench.experiment import Events
 
     threads = []
 
-    class Spy(experiment.Events):
+    class Spy(Events):
         def epoch_done(self, cfg, row):
             threads.append(torch.get_num_threads())
 
-    monkeypatch.setattr(experiment.os, "cpu_count", lambda: 64)
-    assert experiment.resolve_jobs("auto", 3) == 3 and experiment.resolve_jobs("auto", 200) == 64
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 64)
+    assert workers.resolve_jobs("auto", 3) == 3 and workers.resolve_jobs("auto", 200) == 64
     api.run(config=tiny, out=tmp_path, events=Spy())
     assert threads == [1, 1, 1]
 
