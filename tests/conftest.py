@@ -6,21 +6,31 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
-from hypothesis import settings
-from typer.testing import CliRunner
 
-# CI runs a fixed set of property examples (reproducible); locally
-# `HYPOTHESIS_PROFILE=explore python -m pytest tests/test_property.py` searches afresh.
-settings.register_profile("ci", derandomize=True)
-settings.register_profile("explore", max_examples=200)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis profiles: CI runs a fixed set of property examples (reproducible); locally
+    `HYPOTHESIS_PROFILE=explore python -m pytest tests/test_property.py` searches afresh.
+    Only where tests run: the xdist controller (`-n 2`, the default) runs none and is spared
+    importing hypothesis (~2 s on 2 cores, before the workers start)."""
+    if config.getoption("numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    from hypothesis import settings
+
+    settings.register_profile("ci", derandomize=True)
+    settings.register_profile("explore", max_examples=200)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
 
 TINY = Path(__file__).with_name("tiny.toml")
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():
+    """One torch thread per test worker. torch is imported here, not at the top: the pytest
+    controller loads this file too and needs no torch (3-4 s of imports on 2 cores)."""
+    import torch
+
     torch.set_num_threads(1)
 
 
@@ -32,7 +42,11 @@ def _sequential_by_default(monkeypatch):
 
 
 @pytest.fixture
-def runner() -> CliRunner:
+def runner():
+    """Typer's CliRunner (imported here: the xdist controller loads this file and needs no
+    typer)."""
+    from typer.testing import CliRunner
+
     return CliRunner()
 
 

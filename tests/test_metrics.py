@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import ndcg_score, top_k_accuracy_score
 from torch import nn
 
 from lossbench.curves import double_descent, moving_average
@@ -32,6 +31,8 @@ def padded(real):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_ranking_metrics_match_sklearn_on_random_scores(seed):
+    from sklearn.metrics import ndcg_score, top_k_accuracy_score  # ~2 s: only where it runs
+
     rng = np.random.default_rng(seed)
     n, n_items = 200, 40
     scores = rng.normal(size=(n, n_items + 1))
@@ -51,6 +52,8 @@ def test_ranking_metrics_match_sklearn_on_random_scores(seed):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_ndcg_with_ties_matches_sklearns_tie_averaged_dcg(seed):
+    from sklearn.metrics import ndcg_score
+
     # scikit-learn's ndcg_score (ignore_ties=False) averages the gain over tied groups, which
     # is the expected DCG under random tie-breaking: the same quantity as ours
     rng = np.random.default_rng(seed)
