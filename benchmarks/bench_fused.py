@@ -79,7 +79,7 @@ def sync() -> None:
 for _module, _name, _label in [(trainer, "train_epoch", "train"), (trainer, "evaluate", "eval"),
                                (trainer, "save_checkpoint", "checkpoint"),
                                (fused, "train_epoch", "train"),
-                               (fused, "evaluate_stacked", "eval"), (fused, "evaluate", "eval"),
+                               (fused, "evaluate_stacked", "eval"),
                                (fused, "save_checkpoint", "checkpoint")]:
     instrument(_module, _name, _label)
 

@@ -53,7 +53,8 @@ def bare_epochs(cfg, task) -> Iterator[tuple[float, float]]:
     model = init_model(task, cfg, device)
     optimizer = make_optimizer(model, cfg)
     reweight, flood = cfg.strategy.startswith("reweight"), cfg.strategy.endswith("flood")
-    theta = cfg.theta0
+    p = cfg.params  # the strategy's parameters as the run holds them (experiment.plan_runs)
+    theta = float(p.get("theta0", 0.0))
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
         generator = epoch_generator(run_seeds(cfg.seed).batch, epoch)
@@ -63,10 +64,12 @@ def bare_epochs(cfg, task) -> Iterator[tuple[float, float]]:
             idx = order[i:i + cfg.batch_size]
             losses = compute_losses(model, task.train.inputs[idx].to(device),
                                     task.train.targets[idx].to(device), cfg, epoch, generator)
-            main, aux = losses.main, losses.aux
+            main, aux = losses.main.mean, losses.aux.mean
             if reweight:
-                theta_new = (cfg.alpha * main / (main + cfg.lam * aux + cfg.eps)
-                             + (1.0 - cfg.alpha) * theta)
+                theta_tilde = main / (main + p["lam"] * aux + p["eps"])
+                if p["detach_theta"]:
+                    theta_tilde = theta_tilde.detach()
+                theta_new = p["alpha"] * theta_tilde + (1.0 - p["alpha"]) * theta
                 theta = float(theta_new.detach())
                 loss = main + theta_new * aux
             else:
@@ -111,7 +114,7 @@ def paired_epochs(cfg, task, folder: Path) -> tuple[list[float], list[float]]:
         finally:
             lockstep.epoch_ended.release()  # never leave the main thread waiting
 
-    thread = threading.Thread(target=run)
+    thread = threading.Thread(target=run, daemon=True)  # a failing bare loop must not hang
     thread.start()
     bare, bare_times = bare_epochs(cfg, task), []
     for _ in range(cfg.epochs):

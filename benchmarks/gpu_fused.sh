@@ -26,16 +26,7 @@ OUTDIR=$(cd "$OUTDIR" && pwd)
 export PYTHONUNBUFFERED=1
 exec > >(tee -a "$OUTDIR/log.txt") 2>&1
 
-step() { echo; echo "== $(date +%T) $*"; }
-timed() {  # timed SECONDS_LIMIT command...: run it, print its wall time and exit code
-    local limit=$1 start end rc
-    shift
-    start=$EPOCHREALTIME
-    timeout "$limit" "$@"
-    rc=$?
-    end=$EPOCHREALTIME
-    echo "-- rc $rc, $($PY -c "print(round($end - $start, 1))") s wall: $*"
-}
+source "$(dirname "$0")/gpu_lib.sh"   # step, timed
 
 step environment
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
