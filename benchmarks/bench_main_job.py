@@ -27,6 +27,17 @@ sys.path.insert(0, str(ROOT))
 from lossbench import report  # noqa: E402
 
 
+def number(value: float | None, scale: float = 1.0, spec: str = ".3f", unit: str = "") -> str:
+    """A table cell: the value (times scale) formatted, or a dash where the detector found
+    nothing to measure."""
+    return "–" if value is None else f"{value * scale:{spec}}{unit}"
+
+
+def at(value: float | None, epoch: int | None) -> str:
+    """`value @ epoch`, or a dash."""
+    return "–" if value is None else f"{value:.3f} @ {epoch}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default=str(ROOT / "experiments" / "synthetic.toml"))
@@ -54,9 +65,9 @@ def main() -> None:
         for d in summary["double_descent"]:
             strategy = d["label"].split()[0]
             print(f"| {d['label']}, seed {d['seed']} | {'yes' if d['found'] else 'no'} | "
-                  f"{d['m1']:.3f} @ {d['t1']} | {d['peak']:.3f} @ {d['t_peak']} | "
-                  f"{d['m2']:.3f} @ {d['t2']} | {100 * d['recovered']:.0f} % | "
-                  f"{d['rise_over_noise']:.1f} | {'yes' if d['clear'] else 'no'} | "
+                  f"{at(d['m1'], d['t1'])} | {at(d['peak'], d['t_peak'])} | "
+                  f"{at(d['m2'], d['t2'])} | {number(d['recovered'], 100, '.0f', ' %')} | "
+                  f"{number(d['rise_over_noise'], 1, '.1f')} | {'yes' if d['clear'] else 'no'} | "
                   f"{final[strategy, d['seed']]:.3f} ({final['plain', d['seed']]:.3f}) |")
         for note in summary["notes"]:
             print(f"note: {note}")
