@@ -94,6 +94,10 @@ class RunConfig:
     attn_dropout: float = -1.0
     """Dropout on the attention probabilities (sasrec; RecBole's attn_dropout_prob);
     negative = `dropout`."""
+    label_smoothing: float = 0.0
+    """Label smoothing of L_main: 1 - eps on the target, eps spread evenly over all items
+    (lossbench.losses.next_item_ce); 0 = plain cross-entropy. Validation and test losses
+    stay plain cross-entropy."""
 
     # --- auxiliary loss -----------------------------------------------------------------
     aux: str = "supcon"
@@ -174,7 +178,8 @@ POSITIVE = ("n_items", "n_train_users", "n_val_users", "n_test_users", "seq_len"
             "aux_tau_start", "aux_tau_end", "lr", "batch_size", "epochs", "eval_batch_size")
 NON_NEGATIVE = ("min_rating", "k_core", "train_stride", "aux_warmup", "momentum",
                 "weight_decay", "patience", "b", "seed", "taste_scale")
-UNIT_INTERVAL = ("noise", "taste_prob", "dropout", "aux_mask_prob", "label_noise")
+UNIT_INTERVAL = ("noise", "taste_prob", "dropout", "aux_mask_prob", "label_noise",
+                 "label_smoothing")
 
 
 def strategy_params() -> dict:

@@ -47,13 +47,24 @@ def as_term(loss: Tensor) -> LossTerm:
     return LossTerm(loss, loss.mean())
 
 
-def next_item_ce(logits: Tensor, targets: Tensor) -> LossTerm:
-    """L_main: per example -log softmax(logits)[target], and the mean over examples; logits
-    [N, n_items + 1] (padding column -inf), targets [N] in 1..n_items. The mean is
-    `F.nll_loss` of the log-softmax, i.e. exactly `F.cross_entropy(logits, targets)`."""
+def next_item_ce(logits: Tensor, targets: Tensor, smoothing: float = 0.0) -> LossTerm:
+    """L_main: per example the cross-entropy of the target, and the mean over examples;
+    logits [N, n_items + 1] (padding column -inf), targets [N] in 1..n_items.
+
+    With label smoothing eps (Szegedy et al., 2016) the target distribution is 1 - eps on the
+    target plus eps spread evenly over the n_items real items (the padding column gets none):
+
+        per_example = (1 - eps) * -log p[target] + eps * mean_{i=1..n_items} -log p[i]
+
+    which is `F.cross_entropy(logits[:, 1:], targets - 1, label_smoothing=eps)`. With eps = 0
+    the mean is `F.nll_loss` of the log-softmax, i.e. exactly `F.cross_entropy(logits,
+    targets)`."""
     log_probs = F.log_softmax(logits, dim=1)
-    per_example = -log_probs.gather(1, targets[:, None]).squeeze(1)
-    return LossTerm(per_example, F.nll_loss(log_probs, targets))
+    nll = -log_probs.gather(1, targets[:, None]).squeeze(1)
+    if smoothing == 0.0:
+        return LossTerm(nll, F.nll_loss(log_probs, targets))
+    per_example = (1.0 - smoothing) * nll - smoothing * log_probs[:, 1:].mean(1)
+    return LossTerm(per_example, per_example.mean())
 
 
 def supcon_temperature(epoch: int, cfg: RunConfig) -> float:
@@ -107,7 +118,8 @@ def compute_losses(model: nn.Module, inputs: Tensor, targets: Tensor, cfg: RunCo
     (the training label, noisy where the task is)."""
     hidden = model(inputs)
     has_target = targets > 0
-    main = next_item_ce(model.logits(hidden[has_target]), targets[has_target])
+    main = next_item_ce(model.logits(hidden[has_target]), targets[has_target],
+                        cfg.label_smoothing)
     if cfg.aux == "none":
         zero = torch.zeros((), device=hidden.device)
         return Losses(main, LossTerm(zero.new_zeros(0), zero))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lossbench import api
 from lossbench.cli import app
@@ -179,6 +180,7 @@ def write(path: Path, text: str) -> Path:
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--set", "lr_schedule=step"], "unknown lr_schedule 'step'"),
     (["--set", "attn_dropout=1.5"], "attn_dropout must be <= 1"),
+    (["--set", "label_smoothing=1.5"], "label_smoothing must be in [0, 1]"),
     (["--no-such-option"], "No such option"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(runner, tiny, tmp_path, args, message):
@@ -245,6 +247,39 @@ def test_attention_dropout_follows_dropout_unless_set(tiny):
     assert torch.equal(first, second)  # no dropout anywhere: training passes agree
     first, second = two_passes(dropout=0.0, attn_dropout=0.5)
     assert not torch.equal(first, second)  # the attention probabilities were dropped
+
+
+def test_label_smoothing_is_torch_cross_entropy_on_the_real_items():
+    """L_main with eps: torch's label-smoothed cross-entropy over items 1..n (the padding
+    column takes no mass); eps = 0 is the plain cross-entropy, bit for bit."""
+    from lossbench.losses import next_item_ce
+    from lossbench.models import score_items
+
+    generator = torch.Generator().manual_seed(0)
+    logits = score_items(torch.randn(7, 4, generator=generator),
+                         torch.randn(12, 4, generator=generator))
+    targets = torch.randint(1, 12, (7,), generator=generator)
+    smoothed = next_item_ce(logits, targets, 0.2)
+    expected = F.cross_entropy(logits[:, 1:], targets - 1, reduction="none",
+                               label_smoothing=0.2)
+    torch.testing.assert_close(smoothed.per_example, expected)
+    torch.testing.assert_close(smoothed.mean, expected.mean())
+    plain = next_item_ce(logits, targets)
+    assert torch.equal(plain.mean, F.cross_entropy(logits, targets))
+    assert torch.equal(next_item_ce(logits, targets, 0.0).per_example, plain.per_example)
+    assert bool((smoothed.per_example != plain.per_example).all())
+
+
+def test_label_smoothing_reaches_the_training_loss(tiny, tmp_path):
+    """`label_smoothing` (API keyword, like --set) changes L_main from the first step on: same
+    data, weights and batches, another training loss; the config records it."""
+    runs = {eps: api.run(config=tiny, aux="none", epochs=1, label_smoothing=eps,
+                         out=tmp_path / str(eps)).runs[0] for eps in (0.0, 0.3)}
+    main = {eps: float(read_csv(run.dir / "metrics.csv")[0]["train_main_loss"])
+            for eps, run in runs.items()}
+    assert runs[0.3].summary["status"] == "complete"
+    assert json.loads((runs[0.3].dir / "config.json").read_text())["label_smoothing"] == 0.3
+    assert main[0.3] > main[0.0]  # the smoothed targets are harder to fit than one-hot
 
 
 def test_metrics_csv_follows_the_rows_it_is_given(tmp_path):
