@@ -56,15 +56,16 @@ def next_item_ce(logits: Tensor, targets: Tensor, smoothing: float = 0.0) -> Los
 
         per_example = (1 - eps) * -log p[target] + eps * mean_{i=1..n_items} -log p[i]
 
-    which is `F.cross_entropy(logits[:, 1:], targets - 1, label_smoothing=eps)`. With eps = 0
+    computed as `F.cross_entropy(logits[:, 1:], targets - 1, label_smoothing=eps)`. With eps = 0
     the mean is `F.nll_loss` of the log-softmax, i.e. exactly `F.cross_entropy(logits,
     targets)`."""
+    if smoothing > 0.0:
+        per_example = F.cross_entropy(logits[:, 1:], targets - 1, reduction="none",
+                                      label_smoothing=smoothing)
+        return LossTerm(per_example, per_example.mean())
     log_probs = F.log_softmax(logits, dim=1)
-    nll = -log_probs.gather(1, targets[:, None]).squeeze(1)
-    if smoothing == 0.0:
-        return LossTerm(nll, F.nll_loss(log_probs, targets))
-    per_example = (1.0 - smoothing) * nll - smoothing * log_probs[:, 1:].mean(1)
-    return LossTerm(per_example, per_example.mean())
+    per_example = -log_probs.gather(1, targets[:, None]).squeeze(1)
+    return LossTerm(per_example, F.nll_loss(log_probs, targets))
 
 
 def supcon_temperature(epoch: int, cfg: RunConfig) -> float:

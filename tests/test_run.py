@@ -260,8 +260,9 @@ def test_label_smoothing_is_torch_cross_entropy_on_the_real_items():
                          torch.randn(12, 4, generator=generator))
     targets = torch.randint(1, 12, (7,), generator=generator)
     smoothed = next_item_ce(logits, targets, 0.2)
-    expected = F.cross_entropy(logits[:, 1:], targets - 1, reduction="none",
-                               label_smoothing=0.2)
+    log_probs = torch.log_softmax(logits[:, 1:], dim=1)  # the formula, written out
+    expected = (0.8 * -log_probs.gather(1, targets[:, None] - 1).squeeze(1)
+                - 0.2 * log_probs.mean(1))
     torch.testing.assert_close(smoothed.per_example, expected)
     torch.testing.assert_close(smoothed.mean, expected.mean())
     plain = next_item_ce(logits, targets)
