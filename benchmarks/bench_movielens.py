@@ -9,7 +9,7 @@ through the Python API (training until early stopping on validation NDCG@10, the
 set once, at the chosen epoch), and prints per seed the median seconds per epoch, the
 seconds of the run (task build excluded), the epochs run, the best epoch, validation
 HR@10 / NDCG@10 at that epoch and test HR@10 / NDCG@10 / MRR@10 there; then the means, as
-a Markdown table (the README's).
+a Markdown table (the README's), and the means of the four accuracy figures unrounded.
 
     python benchmarks/bench_movielens.py                      # the README's SASRec row
     python benchmarks/bench_movielens.py --set model=gru ...  # see the README for GRU4Rec's
@@ -109,6 +109,10 @@ def main() -> None:
     print("| " + " | ".join(name for name, _ in COLUMNS) + " |")
     print("|" + " ---: |" * len(COLUMNS))
     print("\n".join(markdown_line(r) for r in rows))
+    if len(rows) > 1:  # the table rounds to 4 places; a bar like 0.064 needs more
+        mean = rows[-1]
+        print(f"mean, unrounded: test HR@10 {mean['hr']:.6f}, test NDCG@10 {mean['ndcg']:.6f}, "
+              f"val HR@10 {mean['val_hr']:.6f}, val NDCG@10 {mean['val_ndcg']:.6f}")
     print(f"wall {wall:.1f} s for {len(comparison.runs)} runs, jobs {args.jobs}", flush=True)
 
 
