@@ -98,6 +98,10 @@ class RunConfig:
     """Label smoothing of L_main: 1 - eps on the target, eps spread evenly over all items
     (lossbench.losses.next_item_ce); 0 = plain cross-entropy. Validation and test losses
     stay plain cross-entropy."""
+    item_bias: bool = False
+    """A learned score bias per item added to the dot product (BERT4Rec's output bias):
+    scores = h . e_i + c_i, c initialised at 0. It can carry item popularity, which the
+    dot product alone must otherwise encode in the embeddings."""
 
     # --- auxiliary loss -----------------------------------------------------------------
     aux: str = "supcon"

@@ -54,6 +54,7 @@ class SASRec(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg.hidden, cfg.n_heads, cfg.inner, cfg.dropout,
                                           attention_dropout(cfg))
                                     for _ in range(cfg.n_layers))
+        self.item_bias = item_bias_parameter(n_items, cfg)
         self.apply(init_weights)
 
     def forward(self, inputs: Tensor) -> Tensor:
@@ -73,7 +74,7 @@ class SASRec(nn.Module):
 
     def logits(self, hidden: Tensor) -> Tensor:
         """hidden [..., H] -> scores [..., n_items + 1], padding column = -inf."""
-        return score_items(hidden, self.item_emb.weight)
+        return score_items(hidden, self.item_emb.weight, self.item_bias)
 
 
 class GRU4Rec(nn.Module):
@@ -86,6 +87,7 @@ class GRU4Rec(nn.Module):
         self.gru = nn.GRU(cfg.hidden, cfg.inner, num_layers=cfg.n_layers, batch_first=True)
         self.dense = nn.Linear(cfg.inner, cfg.hidden)
         self.max_len = cfg.max_len
+        self.item_bias = item_bias_parameter(n_items, cfg)
         self.apply(init_weights)
 
     def forward(self, inputs: Tensor) -> Tensor:
@@ -97,7 +99,7 @@ class GRU4Rec(nn.Module):
 
     def logits(self, hidden: Tensor) -> Tensor:
         """hidden [..., H] -> scores [..., n_items + 1], padding column = -inf."""
-        return score_items(hidden, self.item_emb.weight)
+        return score_items(hidden, self.item_emb.weight, self.item_bias)
 
 
 def attention_dropout(cfg: RunConfig) -> float:
@@ -105,9 +107,17 @@ def attention_dropout(cfg: RunConfig) -> float:
     return cfg.attn_dropout if cfg.attn_dropout >= 0 else cfg.dropout
 
 
-def score_items(hidden: Tensor, item_weight: Tensor) -> Tensor:
-    """Dot-product scores of every item; the padding item can never be recommended."""
+def item_bias_parameter(n_items: int, cfg: RunConfig) -> nn.Parameter | None:
+    """The per-item score bias (`item_bias`), zeros [n_items + 1]; None when off."""
+    return nn.Parameter(torch.zeros(n_items + 1)) if cfg.item_bias else None
+
+
+def score_items(hidden: Tensor, item_weight: Tensor, item_bias: Tensor | None = None) -> Tensor:
+    """Dot-product scores of every item, plus the item's bias when there is one:
+    scores[..., i] = hidden . e_i (+ c_i); the padding item can never be recommended."""
     scores = hidden @ item_weight.T
+    if item_bias is not None:
+        scores = scores + item_bias
     scores[..., 0] = -math.inf
     return scores
 
