@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -247,6 +248,27 @@ def test_attention_dropout_follows_dropout_unless_set(tiny):
     assert torch.equal(first, second)  # no dropout anywhere: training passes agree
     first, second = two_passes(dropout=0.0, attn_dropout=0.5)
     assert not torch.equal(first, second)  # the attention probabilities were dropped
+
+
+def test_item_bias_adds_a_learned_score_per_item(tiny):
+    """`item_bias`: scores = h . e_i + c_i, c starts at zero (so the scores equal the plain
+    model's) and is a trained parameter of both models; off, the model has no such parameter."""
+    history = torch.tensor([[0, 3, 5, 7, 2, 9]])
+    for model_name in ("sasrec", "gru"):
+        torch.manual_seed(0)
+        plain = build_model(30, load_config(tiny, {"model": model_name})).eval()
+        torch.manual_seed(0)
+        biased = build_model(30, load_config(tiny, {"model": model_name, "item_bias": True}))
+        biased.eval()
+        assert not hasattr(plain, "item_bias") or plain.item_bias is None
+        hidden = biased(history)[:, -1]
+        assert torch.equal(biased.logits(hidden), plain.logits(plain(history)[:, -1]))
+        with torch.no_grad():
+            biased.item_bias[4] = 2.5
+        shift = biased.logits(hidden) - plain.logits(hidden)
+        assert shift[0, 4] == 2.5 and bool((shift[0, 1:4] == 0).all())
+        assert biased.logits(hidden)[0, 0] == -math.inf  # padding is never recommended
+        assert any(p is biased.item_bias for p in biased.parameters())
 
 
 def test_label_smoothing_is_torch_cross_entropy_on_the_real_items():
