@@ -70,6 +70,7 @@ from lossbench.cli_display import (  # noqa: E402
     print_flood_advice,
     print_group_tables,
     runs_table,
+    stop_progress,
     sweep_table,
 )
 
@@ -195,7 +196,7 @@ def run(
                                  backend=backend, address=address, storage=storage,
                                  num_cpus=num_cpus, num_gpus=num_gpus, **overrides)
         finally:
-            progress.stop()
+            stop_progress(progress)
         console.print(runs_table(comparison))
         print_flood_advice(comparison)
         if len(comparison.runs) > 1:
@@ -337,7 +338,7 @@ def sweep_command(ctx: typer.Context, strategy: str, param: str, grid: str | Non
                                config=config, out=out, events=ProgressEvents(progress, seeds),
                                on_grid=show_grid, **how, **overrides)
         finally:
-            progress.stop()
+            stop_progress(progress)
         console.print(sweep_table(result))
         console.print(f"selected {param} = {result['selected']:g}: {result['why']}")
         console.print(f"results: {result['dir']}")

@@ -70,6 +70,13 @@ def make_progress() -> Progress:
                     console=console, transient=False)
 
 
+def stop_progress(progress: Progress) -> None:
+    """Stop the bars if they ever started (`Progress.stop` on bars that never started still
+    prints a blank line, which would precede a bad-input error)."""
+    if progress.live.is_started:
+        progress.stop()
+
+
 def runs_table(comparison) -> Table:
     """One line per run: strategy, b, seed, best epoch and the metrics there."""
     table = Table(title=f"lossbench run: {len(comparison.runs)} runs "

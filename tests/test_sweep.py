@@ -158,6 +158,7 @@ def test_bad_input_is_one_line_exit_2(runner, tiny, tmp_path, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""  # not even the blank line of progress bars that never started
     assert not (tmp_path / "out").exists()
 
 
