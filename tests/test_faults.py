@@ -29,7 +29,10 @@ def only_run(out: Path) -> Path:
 
 def lossbench_main(argv: list[str], log: str) -> None:
     """The body of a `lossbench ARGV` process: stdout to LOG.out, stderr to LOG.err; exits
-    with the command's exit code (typer raises SystemExit)."""
+    with the command's exit code (typer raises SystemExit). Ctrl-C raises KeyboardInterrupt,
+    as in a `lossbench` started from a terminal, even when the tests themselves run as a
+    background job (whose shell starts them with SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for fd, suffix in ((1, ".out"), (2, ".err")):
         os.dup2(os.open(log + suffix, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
     app(argv, prog_name="lossbench")

@@ -194,8 +194,14 @@ def test_ctrl_c_cancels_the_tasks_and_marks_runs_in_flight_interrupted(ray_sessi
     kwargs = {"strategy": "plain", "config": tiny, "seeds": 3, **LONG, "out": tmp_path,
               "backend": "ray"}
     happened = when_rows(tmp_path, 2, lambda folder: _thread.interrupt_main())
-    with pytest.raises(KeyboardInterrupt):
-        api.run(**kwargs)
+    # Ctrl-C raises KeyboardInterrupt as at a terminal, also when the tests run as a
+    # background job (whose shell starts them with SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            api.run(**kwargs)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert len(happened) == 1 and isinstance(happened[0], Path), happened
     folders = run_folders(tmp_path)
     assert len(folders) == 3
