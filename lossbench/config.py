@@ -124,6 +124,11 @@ class RunConfig:
     """`constant`, or `cosine`: epoch e (1-based) of `epochs` trains at
     lr * (1 + cos(pi * (e - 1) / epochs)) / 2, from lr down towards 0 (cosine annealing,
     Loshchilov & Hutter 2017, without restarts; set `epochs` to the intended length)."""
+    lr_warmup: int = 0
+    """Epochs of linear warm-up (Goyal et al., 2017): step k of the run (1-based, over all
+    epochs) trains at its epoch's rate times min(1, k / (lr_warmup * steps per epoch)), so
+    the rate climbs from about 0 to the schedule's over the first `lr_warmup` epochs; 0 =
+    none. Post-LN Transformers (SASRec here) need it to train at higher rates."""
     momentum: float = 0.9
     """SGD momentum (ignored by adam)."""
     weight_decay: float = 0.0
@@ -180,7 +185,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 POSITIVE = ("n_items", "n_train_users", "n_val_users", "n_test_users", "seq_len", "taste_dim",
             "markov_fanout", "max_len", "hidden", "n_layers", "n_heads", "inner",
             "aux_tau_start", "aux_tau_end", "lr", "batch_size", "epochs", "eval_batch_size")
-NON_NEGATIVE = ("min_rating", "k_core", "train_stride", "aux_warmup", "momentum",
+NON_NEGATIVE = ("min_rating", "k_core", "train_stride", "aux_warmup", "lr_warmup", "momentum",
                 "weight_decay", "patience", "b", "seed", "taste_scale")
 UNIT_INTERVAL = ("noise", "taste_prob", "dropout", "aux_mask_prob", "label_noise",
                  "label_smoothing")

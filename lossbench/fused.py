@@ -77,6 +77,7 @@ from lossbench.trainer import (
     resolve_device,
     save_checkpoint,
     set_lr,
+    steps_per_epoch,
     to_numpy,
 )
 
@@ -274,9 +275,10 @@ def train_epoch(wrapper: Wrapper, stack: Stack, optimizer: torch.optim.Optimizer
     stay on the device until the epoch ends."""
     generator = epoch_generator(run_seeds(cfg.seed).batch, epoch)
     steps = []  # per step [R, 5]: total, objective, L_main, L_aux, fraction below b
-    set_lr(optimizer, cfg, epoch)
+    epoch_steps = steps_per_epoch(task, cfg)
     wrapper.train()
-    for inputs, targets in epoch_batches(task, cfg, generator, device):
+    for k, (inputs, targets) in enumerate(epoch_batches(task, cfg, generator, device), 1):
+        set_lr(optimizer, cfg, epoch, k, epoch_steps)
         numbers, objectives = [], []
         for run, (main, aux) in zip(runs, stacked_losses(wrapper, stack, inputs, targets,
                                                          epoch, generator), strict=True):

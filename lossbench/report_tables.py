@@ -118,6 +118,7 @@ def describe_settings(settings: dict) -> str:
              f"{s['optimizer']} lr {s['lr']:g}" if "optimizer" in s and "lr" in s else None,
              f"{s['lr_schedule']} schedule" if s.get("lr_schedule", "constant") != "constant"
              else None,
+             f"{s['lr_warmup']}-epoch warm-up" if s.get("lr_warmup", 0) else None,
              f"best by {s['best_by']}" if s.get("best_by", "val_loss") != "val_loss" else None,
              f"{len(s['seeds'])} seed{'s' * (len(s['seeds']) != 1)}"]
     return " · ".join(str(p) for p in parts if p is not None)

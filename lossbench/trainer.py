@@ -81,11 +81,26 @@ def epoch_lr(lr: float, schedule: str, epoch: int, epochs: int) -> float:
     return lr * (1.0 + math.cos(math.pi * (epoch - 1) / epochs)) / 2.0
 
 
-def set_lr(optimizer: torch.optim.Optimizer, cfg: RunConfig, epoch: int) -> None:
-    """Every parameter group trains epoch `epoch` at `epoch_lr` (set at the start of each
-    epoch, so a resumed or re-stacked optimiser continues on the schedule)."""
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """Linear warm-up: min(1, step / warmup_steps) for step k = 1, 2, ... of the run; 1.0
+    without warm-up (warmup_steps = 0)."""
+    return 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, cfg: RunConfig, epoch: int, step: int,
+           epoch_steps: int) -> None:
+    """Every parameter group trains step `step` (1-based within the epoch) of epoch `epoch`
+    at `epoch_lr` times the warm-up factor of its step in the run, (epoch - 1) *
+    epoch_steps + step. Set before every step from (epoch, step) alone, so a resumed or
+    re-stacked optimiser continues on the schedule."""
+    warmup = warmup_factor((epoch - 1) * epoch_steps + step, cfg.lr_warmup * epoch_steps)
     for group in optimizer.param_groups:
-        group["lr"] = epoch_lr(cfg.lr, cfg.lr_schedule, epoch, cfg.epochs)
+        group["lr"] = epoch_lr(cfg.lr, cfg.lr_schedule, epoch, cfg.epochs) * warmup
+
+
+def steps_per_epoch(task: Task, cfg: RunConfig) -> int:
+    """Optimiser steps in one epoch: ceil(training examples / batch size)."""
+    return math.ceil(len(task.train) / cfg.batch_size)
 
 
 def is_better(value: float, best: float, best_by: str) -> bool:
@@ -154,9 +169,10 @@ def train_epoch(model, optimizer, objective: Objective, task: Task, cfg: RunConf
     (A diverged epoch therefore runs to its end before it is reported; it is not recorded.)"""
     generator = epoch_generator(run_seeds(cfg.seed).batch, epoch)
     steps = []  # per step: total, objective, L_main, L_aux (detached), fraction below b
-    set_lr(optimizer, cfg, epoch)
+    epoch_steps = steps_per_epoch(task, cfg)
     model.train()
-    for inputs, targets in epoch_batches(task, cfg, generator, device):
+    for k, (inputs, targets) in enumerate(epoch_batches(task, cfg, generator, device), 1):
+        set_lr(optimizer, cfg, epoch, k, epoch_steps)
         losses = compute_losses(model, inputs, targets, cfg, epoch, generator)
         step = train_step(model, optimizer, objective, losses)
         steps.append(torch.stack([step.total.detach(), step.objective.detach(),

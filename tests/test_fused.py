@@ -153,6 +153,13 @@ def test_fused_runs_follow_the_cosine_schedule_as_sequential_runs_do(tmp_path):
                      together(cfgs, task, tmp_path / "fused"))
 
 
+def test_fused_runs_warm_up_as_sequential_runs_do(tmp_path):
+    cfgs = plan(["plain", "reweight"], lr_warmup=1, lr=0.1, epochs=2)
+    task = build_task(cfgs[0])
+    assert_same_runs(sequential(cfgs, task, tmp_path / "seq"),
+                     together(cfgs, task, tmp_path / "fused"))
+
+
 def test_fused_runs_train_the_item_bias_as_sequential_runs_do(tmp_path):
     cfgs = plan(["plain", "reweight"], item_bias=True, epochs=2)
     task = build_task(cfgs[0])

@@ -342,10 +342,12 @@ def test_plot_shades_the_puzzle_epochs():
     assert shaded[0].get_width() == pytest.approx(7.0)
 
 
-def test_the_title_names_a_learning_rate_schedule_only_when_there_is_one():
+def test_the_title_names_a_learning_rate_schedule_and_warm_up_only_when_there_are_some():
     shared = {"task": "movielens", "dataset": "ml-100k", "model": "sasrec", "aux": "none",
               "epochs": 30, "optimizer": "adam", "lr": 0.002, "seeds": [0, 1, 2]}
     assert report_tables.describe_settings(shared) == \
         "ml-100k · sasrec · aux none · 30 epochs · adam lr 0.002 · 3 seeds"
     assert report_tables.describe_settings({**shared, "lr_schedule": "cosine"}) == \
         "ml-100k · sasrec · aux none · 30 epochs · adam lr 0.002 · cosine schedule · 3 seeds"
+    assert report_tables.describe_settings({**shared, "lr_warmup": 2, "lr_schedule": "constant"}) \
+        == "ml-100k · sasrec · aux none · 30 epochs · adam lr 0.002 · 2-epoch warm-up · 3 seeds"

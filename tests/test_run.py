@@ -17,7 +17,7 @@ from lossbench.config import load_config
 from lossbench.models import attention_dropout, build_model
 from lossbench.recorder import COLUMNS
 from lossbench.tasks import build_task
-from lossbench.trainer import epoch_lr, init_model
+from lossbench.trainer import epoch_lr, init_model, warmup_factor
 
 SUMMARY_KEYS = {"status", "best_epoch", "test_loss", "test_acc", "test_hr10", "test_ndcg10",
                 "final_val_loss", "final_train_loss", "wall_seconds"}
@@ -180,6 +180,7 @@ def write(path: Path, text: str) -> Path:
     (["--set", "epochs=many"], "setting 'epochs' in the command line must be int"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--set", "lr_schedule=step"], "unknown lr_schedule 'step'"),
+    (["--set", "lr_warmup=-1"], "lr_warmup must be >= 0"),
     (["--set", "attn_dropout=1.5"], "attn_dropout must be <= 1"),
     (["--set", "label_smoothing=1.5"], "label_smoothing must be in [0, 1]"),
     (["--no-such-option"], "No such option"),
@@ -428,6 +429,31 @@ def test_cosine_schedule_trains_each_epoch_at_its_rate(tiny, tmp_path, monkeypat
     used.clear()
     api.run(config=tiny, out=tmp_path, lr=0.4, epochs=1)
     assert set(used) == {0.4}
+
+
+def test_warmup_climbs_linearly_over_its_epochs_then_follows_the_schedule(tiny, tmp_path,
+                                                                          monkeypatch):
+    """`lr_warmup = W`: step k of the run trains at the epoch's rate times min(1, k / (W *
+    steps per epoch)) -- a straight line from lr / (W * steps) to lr, then the schedule."""
+    assert [warmup_factor(k, 4) for k in (1, 2, 4, 9)] == [0.25, 0.5, 1.0, 1.0]
+    assert warmup_factor(1, 0) == 1.0
+    used = []
+    step = torch.optim.SGD.step
+
+    def spy(self, *args, **kwargs):
+        used.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    api.run(config=tiny, out=tmp_path, lr=0.4, lr_warmup=2)
+    n = len(used) // 3  # tiny: 3 epochs, the same steps each
+    assert n > 1
+    assert used[:2 * n] == [pytest.approx(0.4 * k / (2 * n)) for k in range(1, 2 * n + 1)]
+    assert used[2 * n:] == [0.4] * n
+    used.clear()
+    api.run(config=tiny, out=tmp_path, lr=0.4, lr_warmup=1, lr_schedule="cosine")
+    cosine = [epoch_lr(0.4, "cosine", e, 3) for e in (1, 2, 3) for _ in range(n)]
+    assert used == [pytest.approx(c * min(1.0, k / n)) for k, c in enumerate(cosine, 1)]
 
 
 def test_every_imported_package_is_declared():
