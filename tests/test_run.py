@@ -408,52 +408,50 @@ def test_restart_starts_an_unfinished_run_afresh(tiny, tmp_path):
     assert fresh.epochs[2:] == [1, 2, 3]
 
 
-def test_cosine_schedule_trains_each_epoch_at_its_rate(tiny, tmp_path, monkeypatch):
+@pytest.fixture
+def used_lrs(monkeypatch) -> list[float]:
+    """The learning rate of every SGD step taken while the test runs, in order."""
+    used = []
+    step = torch.optim.SGD.step
+
+    def spy(self, *args, **kwargs):
+        used.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    return used
+
+
+def test_cosine_schedule_trains_each_epoch_at_its_rate(tiny, tmp_path, used_lrs):
     """`lr_schedule = cosine`: every step of epoch e uses lr * (1 + cos(pi (e-1)/epochs)) / 2;
     the default keeps lr."""
     assert epoch_lr(0.4, "constant", 3, 4) == 0.4
     assert [epoch_lr(0.4, "cosine", e, 4) for e in (1, 3)] == [0.4, pytest.approx(0.2)]
     rates = [epoch_lr(0.4, "cosine", e, 4) for e in (1, 2, 3, 4)]
     assert rates == sorted(rates, reverse=True) and rates[-1] > 0
-    used = []
-    step = torch.optim.SGD.step
-
-    def spy(self, *args, **kwargs):
-        used.append(self.param_groups[0]["lr"])
-        return step(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.SGD, "step", spy)
     api.run(config=tiny, out=tmp_path, lr_schedule="cosine", lr=0.4)
-    steps = len(used) // 3  # tiny: 3 epochs, the same steps each
-    assert used == [epoch_lr(0.4, "cosine", e, 3) for e in (1, 2, 3) for _ in range(steps)]
-    used.clear()
+    steps = len(used_lrs) // 3  # tiny: 3 epochs, the same steps each
+    assert used_lrs == [epoch_lr(0.4, "cosine", e, 3) for e in (1, 2, 3) for _ in range(steps)]
+    used_lrs.clear()
     api.run(config=tiny, out=tmp_path, lr=0.4, epochs=1)
-    assert set(used) == {0.4}
+    assert set(used_lrs) == {0.4}
 
 
 def test_warmup_climbs_linearly_over_its_epochs_then_follows_the_schedule(tiny, tmp_path,
-                                                                          monkeypatch):
+                                                                          used_lrs):
     """`lr_warmup = W`: step k of the run trains at the epoch's rate times min(1, k / (W *
     steps per epoch)) -- a straight line from lr / (W * steps) to lr, then the schedule."""
     assert [warmup_factor(k, 4) for k in (1, 2, 4, 9)] == [0.25, 0.5, 1.0, 1.0]
     assert warmup_factor(1, 0) == 1.0
-    used = []
-    step = torch.optim.SGD.step
-
-    def spy(self, *args, **kwargs):
-        used.append(self.param_groups[0]["lr"])
-        return step(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.SGD, "step", spy)
     api.run(config=tiny, out=tmp_path, lr=0.4, lr_warmup=2)
-    n = len(used) // 3  # tiny: 3 epochs, the same steps each
+    n = len(used_lrs) // 3  # tiny: 3 epochs, the same steps each
     assert n > 1
-    assert used[:2 * n] == [pytest.approx(0.4 * k / (2 * n)) for k in range(1, 2 * n + 1)]
-    assert used[2 * n:] == [0.4] * n
-    used.clear()
+    assert used_lrs[:2 * n] == [pytest.approx(0.4 * k / (2 * n)) for k in range(1, 2 * n + 1)]
+    assert used_lrs[2 * n:] == [0.4] * n
+    used_lrs.clear()
     api.run(config=tiny, out=tmp_path, lr=0.4, lr_warmup=1, lr_schedule="cosine")
     cosine = [epoch_lr(0.4, "cosine", e, 3) for e in (1, 2, 3) for _ in range(n)]
-    assert used == [pytest.approx(c * min(1.0, k / n)) for k, c in enumerate(cosine, 1)]
+    assert used_lrs == [pytest.approx(c * min(1.0, k / n)) for k, c in enumerate(cosine, 1)]
 
 
 def test_every_imported_package_is_declared():
