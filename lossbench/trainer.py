@@ -94,8 +94,9 @@ def set_lr(optimizer: torch.optim.Optimizer, cfg: RunConfig, epoch: int, step: i
     epoch_steps + step. Set before every step from (epoch, step) alone, so a resumed or
     re-stacked optimiser continues on the schedule."""
     warmup = warmup_factor((epoch - 1) * epoch_steps + step, cfg.lr_warmup * epoch_steps)
+    rate = epoch_lr(cfg.lr, cfg.lr_schedule, epoch, cfg.epochs) * warmup
     for group in optimizer.param_groups:
-        group["lr"] = epoch_lr(cfg.lr, cfg.lr_schedule, epoch, cfg.epochs) * warmup
+        group["lr"] = rate
 
 
 def steps_per_epoch(task: Task, cfg: RunConfig) -> int:
