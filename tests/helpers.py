@@ -1,0 +1,57 @@
+"""Helpers shared by the tests: reading a run's metrics.csv, and comparing numbers written on
+another machine with the tolerance that float32 arithmetic explains.
+
+What lossbench promises (README, "Numbers that travel"): the same command gives identical
+numbers on one machine (resume, paired runs, parallel or sequential); another CPU (AVX2
+against AVX-512, Intel against AMD, ARM) sums float32 in another order, so its numbers agree
+to ~1e-5 relative, not to the last digit. Tests that compare with numbers stored in the
+repository use `assert_rows_close`; tests that compare two runs made in the same test compare
+exactly (`metrics_rows(a) == metrics_rows(b)`).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+LOSS_RTOL = 1e-5
+"""Relative tolerance on losses, θ and temperatures written on another machine: float32
+reductions in another order differ by ~1e-7 relative per operation, which a few epochs of
+training amplify by at most a few tens."""
+RANKING = ("val_acc", "val_hr10", "val_ndcg10", "val_mrr10")
+"""Ranking metrics: a mean over examples of a per-example value in [0, 1]. A last-digit
+difference in the scores can flip two nearly tied items of one example, which moves the mean
+by at most 1/n (n examples) — and by nothing else."""
+
+
+def metrics_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a metrics.csv (a file, or the run folder holding one) without `seconds`
+    (wall time: the only column that differs between two identical runs)."""
+    path = path / "metrics.csv" if path.is_dir() else path
+    with open(path, newline="") as handle:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+
+
+def close(column: str, got: str, want: str, n_examples: int) -> bool:
+    """Whether one metrics.csv cell written on another machine agrees with ours: `epoch`
+    exactly; ranking metrics within 1/n_examples (one flipped rank) plus LOSS_RTOL; every
+    other number within LOSS_RTOL relative (1e-12 absolute for values near 0)."""
+    if column == "epoch":
+        return int(got) == int(want)
+    a, b = float(got), float(want)
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    atol = 1.0 / n_examples if column in RANKING else 1e-12
+    return math.isclose(a, b, rel_tol=LOSS_RTOL, abs_tol=atol)
+
+
+def assert_rows_close(got: list[dict], want: list[dict], n_examples: int, label: str = "") -> None:
+    """`got` (metrics_rows of a run made here) agrees with `want` (stored in the repository,
+    written on another machine): the same epochs and columns, every cell `close`."""
+    assert len(got) == len(want), f"{label}: {len(got)} epochs against {len(want)}"
+    assert list(got[0]) == list(want[0]), f"{label}: columns differ"
+    for row, expected in zip(got, want, strict=True):
+        for column, value in row.items():
+            assert close(column, value, expected[column], n_examples), (
+                f"{label} epoch {row['epoch']} {column}: {value} against {expected[column]}")
