@@ -268,16 +268,17 @@ def export_run(client: Any, experiment: str, run: Run, parent: str, existing: di
 # --- TensorBoard -----------------------------------------------------------------------
 
 
-def require_tensorboard() -> Any:
-    """torch's SummaryWriter, or a ConfigError saying what to install (it needs the
-    tensorboard package)."""
+def require_tensorboard() -> tuple[Any, Any]:
+    """torch's SummaryWriter and its `hparams` summary, or a ConfigError saying what to
+    install (both need the tensorboard package). Every TensorBoard import goes through here."""
     try:
         import tensorboard  # noqa: F401
         from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard.summary import hparams
     except ImportError:
         raise ConfigError('export --to tensorboard needs TensorBoard, which is not installed: '
                           'pip install "lossbench[tensorboard]"') from None
-    return SummaryWriter
+    return SummaryWriter, hparams
 
 
 def hparams_of(run: Run) -> dict[str, Any]:
@@ -291,10 +292,8 @@ def hparams_of(run: Run) -> dict[str, Any]:
 def export_tensorboard(results_dir: str | Path, logdir: str | Path = "runs") -> Exported:
     """Every run folder of `results_dir` into `<logdir>/<run key>/` (see the module
     docstring); the folder is replaced, so exporting again never duplicates a run."""
-    from torch.utils.tensorboard.summary import hparams
-
     runs = load_runs(results_dir)
-    writer_class = require_tensorboard()
+    writer_class, hparams = require_tensorboard()
     logdir = Path(logdir)
     done = Exported(f"TensorBoard logdir {logdir}")
     for run in runs:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -142,14 +141,6 @@ def test_mlflow_file_store_is_refused_in_one_line(mlflow_client, results, uri):
     assert "\n" not in str(error.value) and "sqlite:///mlflow.db" in str(error.value)
 
 
-def test_without_mlflow_export_says_what_to_install(results, monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "mlflow", None)
-    monkeypatch.setitem(sys.modules, "mlflow.tracking", None)
-    with pytest.raises(ConfigError, match=r'pip install "lossbench\[mlflow\]"'):
-        api.export(results, to="mlflow", tracking_uri=f"sqlite:///{tmp_path / 'x.db'}")
-    assert not (tmp_path / "x.db").exists()
-
-
 # --- TensorBoard -----------------------------------------------------------------------
 
 
@@ -194,14 +185,6 @@ def test_tensorboard_export_twice_replaces_each_run_folder(results, tmp_path):
     assert len(files) == 4  # one events file per run, none left from the first export
     run = files[0]
     assert len(read_events(run).Scalars("val_loss")) == 3
-
-
-def test_without_tensorboard_export_says_what_to_install(results, monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "tensorboard", None)
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
-    with pytest.raises(ConfigError, match=r'pip install "lossbench\[tensorboard\]"'):
-        api.export(results, to="tensorboard", logdir=tmp_path / "runs")
-    assert not (tmp_path / "runs").exists()
 
 
 # --- the command -----------------------------------------------------------------------
