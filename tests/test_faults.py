@@ -181,35 +181,53 @@ def test_two_processes_on_the_same_out_never_share_a_run(tiny, tmp_path):
         assert len(metrics_without_seconds(folder)) == 3
 
 
+def live_forkserver_children() -> list[int]:
+    """Pids of the live (not zombie) processes forked by multiprocessing's forkserver: the
+    `--jobs` workers and `Command`s of this test process (Linux /proc)."""
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver._forkserver_pid
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # not a process, or it ended while we read
+        if int(fields[1]) == server and fields[0] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
 def test_sigterm_stops_parallel_workers_too(runner, tiny, tmp_path):
     """SIGTERM to a `--jobs 2` command: it exits 143, each run in flight is marked
     interrupted, and no worker goes on to the queued runs after the command has stopped.
-    (In this process, so the workers fork from the server the tests above started.)"""
+    (In this process, so the workers fork from the server the tests above started.) The
+    signal is sent once both runs in flight have checkpointed two epochs: a condition, not
+    a time, so a loaded machine that starts the second worker late changes nothing."""
     out = tmp_path / "out"
 
-    def terminate_after_two_epochs() -> None:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if any(len(metrics_without_seconds(p)) >= 2 for p in out.glob("*/*")
-                   if (p / "checkpoint.pkl").exists()):
+    def both_workers_training() -> bool:
+        training = [p for p in out.glob("*/*") if (p / "checkpoint.pkl").exists()]
+        return len(training) == 2 and all(len(metrics_without_seconds(p)) >= 2
+                                          for p in training)
+
+    returned = threading.Event()
+
+    def terminate_when_both_train() -> None:
+        while not returned.is_set():
+            if both_workers_training():
                 os.kill(os.getpid(), signal.SIGTERM)  # the CLI's handler is installed
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
 
-    threading.Thread(target=terminate_after_two_epochs, daemon=True).start()
+    threading.Thread(target=terminate_when_both_train, daemon=True).start()
     result = runner.invoke(app, ["run", "--config", str(tiny), "-s", "plain", "-s", "flood",
                                  "--b", "3.3", "--seeds", "3", *LONG, "--set", "epochs=100",
                                  "--jobs", "2", "--out", str(out)])
+    returned.set()
     assert result.exit_code == 143, result.output
+    assert live_forkserver_children() == []  # every worker has ended: nothing trains on
     folders = [p for p in out.glob("*/*") if p.is_dir()]
-
-    def progress() -> dict:
-        return {p.name: len(metrics_without_seconds(p)) for p in folders
-                if (p / "metrics.csv").exists()}
-
-    before = progress()
-    time.sleep(1.0)
-    assert progress() == before  # nothing trains on
     assert len(folders) == 2  # only the two runs in flight were ever started
     statuses = [json.loads((p / "summary.json").read_text())["status"] for p in folders]
     assert statuses == ["interrupted", "interrupted"]
