@@ -16,6 +16,7 @@ from typing import Any
 from lossbench.config import RunConfig, load_config
 from lossbench.errors import ConfigError
 from lossbench.experiment import Comparison, Events, plan_runs, run_comparison
+from lossbench.export import DEFAULT_TRACKING_URI
 
 
 def base_config(config: str | Path | None = None, **settings: Any) -> RunConfig:
@@ -163,7 +164,7 @@ def plot(results_dir: str | Path, fmt: str = "png", log_loss: bool = False) -> l
                                     fmt=fmt, log_loss=log_loss)
 
 
-def export(results_dir: str | Path, to: str, tracking_uri: str = "sqlite:///mlflow.db",
+def export(results_dir: str | Path, to: str, tracking_uri: str = DEFAULT_TRACKING_URI,
            experiment_name: str = "lossbench", logdir: str | Path = "runs") -> dict:
     """`lossbench export`: every run folder of `results_dir` into MLflow (`to="mlflow"`:
     `tracking_uri`, `experiment_name`) or TensorBoard (`to="tensorboard"`: `logdir`).

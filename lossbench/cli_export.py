@@ -15,7 +15,10 @@ from typing import Annotated
 import typer
 
 from lossbench.cli_options import ReadOutOpt, ResultsArg
-from lossbench.export import DEFAULT_TRACKING_URI
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+"""export.DEFAULT_TRACKING_URI, written out: this module is imported by `lossbench --help`,
+which must not import export.py (numpy). tests/test_cli.py checks that the two agree."""
 
 ToOpt = Annotated[str, typer.Option(
     "--to", help="mlflow (runs, params, per-epoch metrics, plots and report as artifacts) or "

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from lossbench.losses import LossTerm
-from lossbench.strategies.base import Param, Strategy
+from lossbench.strategies.base import Strategy
 
 
 class Weighted(Strategy):
@@ -20,8 +20,6 @@ class Weighted(Strategy):
     al. (NeurIPS 2022) and Xin et al. (NeurIPS 2022) found hard to beat. Tune w on validation
     with `lossbench sweep --param w`."""
 
-    name = "weighted"
-    params = (Param("w", 0.5, "fixed weight of L_aux", lo=0.0),)
     citation = ("Kurin et al., In Defense of the Unitary Scalarization for Deep Multi-Task "
                 "Learning, NeurIPS 2022; Xin et al., Do Current Multi-Task Optimization "
                 "Methods in Deep Learning Even Help?, NeurIPS 2022")
@@ -44,8 +42,6 @@ class Uncertainty(Strategy):
     so the weight of loss k is 1 / (2 exp(s_k)). s starts at `log_var0` (LibMTL: -0.5, i.e.
     weights 0.82) and is trained by the run's optimiser with the model."""
 
-    name = "uncertainty"
-    params = (Param("log_var0", -0.5, "initial log-variance s of both losses"),)
     logs = ("s_main", "s_aux", "w_main", "w_aux")
     citation = ("Kendall, Gal & Cipolla, Multi-Task Learning Using Uncertainty to Weigh "
                 "Losses, CVPR 2018; LibMTL's UW")
@@ -73,9 +69,6 @@ class DWA(Strategy):
     L_k(t) the mean of loss k over epoch t; equal weights (1, 1) in the first two epochs. A
     loss whose earlier mean is 0 (L_aux with --aux none) has ratio 1."""
 
-    name = "dwa"
-    params = (Param("dwa_temp", 2.0, "temperature T of the softmax over loss ratios",
-                    lo=0.0, lo_open=True),)
     logs = ("w_main", "w_aux")
     citation = "Liu, Johns & Davison, End-to-End Multi-Task Learning with Attention, CVPR 2019"
     fusable = True

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from lossbench.losses import LossTerm
-from lossbench.strategies.base import Param, Strategy
+from lossbench.strategies.base import Strategy
 
 
 def flatten(grads: list[Tensor]) -> Tensor:
@@ -75,8 +75,6 @@ class GCS(GradientStrategy):
     or, with `gcs_weighted`, the paper's weighted variant g = g_main + max(0, cos) g_aux.
     Logs the epoch mean of the cosine and the fraction of steps that used g_aux."""
 
-    name = "gcs"
-    params = (Param("gcs_weighted", False, "weight g_aux by max(0, cos) instead of gating it"),)
     logs = ("cos", "aux_used")
     citation = ("Du, Czarnecki, Jayakumar, Farajtabar, Pascanu & Lakshminarayanan, Adapting "
                 "Auxiliary Losses Using Gradient Similarity, arXiv:1812.02224, 2018")
@@ -100,7 +98,6 @@ class PCGrad(GradientStrategy):
     original gradients), then g = g_main + g_aux. With two tasks the paper's random task order
     does not matter. Logs the epoch mean of the cosine and the fraction of conflicting steps."""
 
-    name = "pcgrad"
     logs = ("cos", "conflict")
     citation = ("Yu, Kumar, Gupta, Levine, Hausman & Finn, Gradient Surgery for Multi-Task "
                 "Learning, NeurIPS 2020")

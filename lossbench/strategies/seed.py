@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from lossbench.losses import LossTerm
-from lossbench.strategies.base import Param, Strategy
+from lossbench.strategies.base import Strategy
 
 
 def flood(loss: Tensor, b: float) -> Tensor:
@@ -45,7 +45,6 @@ def reweight_theta(main: Tensor, aux: Tensor, theta_old: float, *, alpha: float,
 class Plain(Strategy):
     """L = L_main + L_aux."""
 
-    name = "plain"
     citation = "the seed's baseline (shared/seed/000_5259639a52d054d3.txt)"
     fusable = True
 
@@ -59,20 +58,6 @@ class Reweight(Strategy):
 
     `theta` (a float) is the only state; it starts at theta0 and moves once per call."""
 
-    name = "reweight"
-    params = (
-        Param("alpha", 0.1, "EMA rate of theta", lo=0.0, hi=1.0, lo_open=True),
-        Param("lam", 5.0, "lambda in theta~ = L_main / (L_main + lambda * L_aux + eps)",
-              lo=0.0),
-        Param("theta0", 0.0, "initial theta"),
-        Param("detach_theta", False, "detach theta~ from the graph (as CBiT); the seed's "
-              "code keeps its gradient"),
-        Param("eps", 1e-12, "epsilon in the denominator of theta~", lo=0.0, lo_open=True),
-    )
-    flood_param = Param(
-        "b_reweight", 4.8, "flood level of this weighting when flooded (its total "
-        "L_main + theta * L_aux is on another scale than L_main + L_aux); negative = use b. "
-        "The default suits the default synthetic task")
     logs = ("theta",)
     citation = ("the seed's EMA reweighting (shared/seed/000_5259639a52d054d3.txt); "
                 "detach switch as CBiT (Du et al., 2022)")

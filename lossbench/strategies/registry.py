@@ -1,0 +1,277 @@
+"""The strategy registry: the one place that knows which weightings exist and what they take.
+
+A strategy name is a weighting (`plain`, `weighted`, `reweight`, `uncertainty`, `dwa`, `gcs`,
+`pcgrad`, or a plugin) with an optional flooding suffix (`-flood`, `-iflood`: see names.py).
+Groups: `all` (the four strategies of the source: plain, reweight, flood, reweight-flood) and
+`builtins` (every built-in weighting, plus flood, reweight-flood and iflood).
+
+Plugins: `--strategy pkg.module:ClassName` (or `path/to/file.py:ClassName`) imports a
+`Strategy` subclass; installed packages register under the entry-point group
+`lossbench.strategies` (name = strategy name, value = `module:Class`). Everything else (config
+keys, CLI options, sweeps, the report's baselines, the plots) asks this module.
+
+Torch-free: the registry holds `catalog.Entry`s, and a weighting's class (a torch module) is
+imported only when it is built or described (`Entry.load`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from lossbench.errors import ConfigError
+from lossbench.strategies.catalog import BUILTINS, Entry
+from lossbench.strategies.names import FLOOD_SUFFIX, join_name, split_name
+from lossbench.strategies.param import Param
+
+GROUPS = {"all": ("plain", "reweight", "flood", "reweight-flood"),
+          "builtins": (*(entry.name for entry in BUILTINS), "flood", "reweight-flood",
+                       "iflood")}
+ENTRY_POINT_GROUP = "lossbench.strategies"
+RESERVED = frozenset({"b", "strategy", "seed", "params"})
+"""Names a strategy parameter may not take (besides every RunConfig field)."""
+
+REGISTRY: dict[str, Entry] = {entry.name: entry for entry in BUILTINS}
+"""Weighting name -> Entry. Built-ins first, then plugins as they are loaded."""
+
+
+# --- registering -------------------------------------------------------------------------
+
+
+def register(cls: type, name: str | None = None) -> type:
+    """Add a plugin's weighting class under `name` (default `cls.name`) after checking its
+    declarations (a ConfigError naming the class otherwise). Returns the class."""
+    from lossbench.strategies.base import Strategy  # a plugin class has imported torch
+
+    name = name or getattr(cls, "name", "")
+    where = f"strategy '{name or getattr(cls, '__name__', cls)}'"
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise ConfigError(f"{where} is not a subclass of lossbench.strategies.Strategy")
+    if not name or name.endswith(tuple(FLOOD_SUFFIX.values())) or name in GROUPS:
+        raise ConfigError(f"{where}: a strategy needs a name that is not a group and does "
+                          "not end in -flood or -iflood")
+    known = all_params()
+    entry = Entry.of_class(cls, name)
+    for param in entry.all_params:
+        if not isinstance(param, Param):
+            raise ConfigError(f"{where}: params must be lossbench.strategies.Param objects")
+        if param.name in reserved_names():
+            raise ConfigError(f"{where}: parameter '{param.name}' clashes with a setting")
+        if param.name in known and known[param.name] != param:
+            raise ConfigError(f"{where}: parameter '{param.name}' is declared differently "
+                              "by another strategy")
+    REGISTRY[name] = entry
+    return cls
+
+
+def reserved_names() -> set[str]:
+    from lossbench.config import FIELD_TYPES  # config imports this module at call time only
+
+    return set(FIELD_TYPES) | RESERVED
+
+
+def check_interface(cls: type, name: str) -> None:
+    """Build `cls` with its defaults and call it once on a tiny batch: it must return a
+    scalar tensor with a gradient (and combine gradients, if it says it does). A plugin that
+    breaks the contract is a ConfigError here, before any run starts."""
+    import torch  # here, not at the top: the registry serves --help, which must not wait
+    from torch import Tensor
+
+    from lossbench.losses import LossTerm
+
+    try:
+        strategy = cls(**{p.name: p.default for p in cls.params})
+        main = torch.tensor([1.0, 2.0], requires_grad=True)
+        aux = torch.tensor([0.5], requires_grad=True)
+        total = strategy(LossTerm(main, main.mean()), LossTerm(aux, aux.mean()))
+        if not isinstance(total, Tensor) or total.dim() != 0 or not total.requires_grad:
+            raise TypeError(f"forward must return a scalar tensor with a gradient, got "
+                            f"{type(total).__name__}"
+                            f"{tuple(total.shape) if isinstance(total, Tensor) else ''}")
+        if cls.needs_grads:
+            grads = strategy.combine_grads([torch.ones(2)], [torch.ones(2)])
+            if len(grads) != 1 or tuple(grads[0].shape) != (2,):
+                raise TypeError("combine_grads must return one tensor per parameter, shaped "
+                                "like it")
+        strategy.log_state()
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of a plugin is the user's to fix
+        raise ConfigError(f"strategy '{name}' does not keep the Strategy interface: "
+                          f"{type(exc).__name__}: {exc}") from None
+
+
+def load_plugin(path: str) -> type:
+    """Import `module:Class` or `file.py:Class` and register it under that import path (the
+    current folder is importable, as with `python -m`)."""
+    module_name, _, class_name = path.partition(":")
+    try:
+        if module_name.endswith(".py") or "/" in module_name:
+            spec = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
+            if spec is None or spec.loader is None or not Path(module_name).is_file():
+                raise FileNotFoundError(f"no such file: {module_name}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(module_name)
+        cls = getattr(module, class_name)
+    except Exception as exc:  # noqa: BLE001 - any failure to import is the user's to fix
+        raise ConfigError(f"cannot load strategy plugin '{path}': {type(exc).__name__}: {exc}"
+                          ) from None
+    register(cls, path)
+    check_interface(cls, path)
+    return cls
+
+
+_ENTRY_POINTS_LOADED = False
+
+
+def load_entry_points() -> None:
+    """Register every installed plugin of the entry-point group (once per process)."""
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.name in REGISTRY:
+            continue
+        try:
+            cls = point.load()
+        except Exception as exc:  # noqa: BLE001
+            raise ConfigError(f"cannot load strategy plugin '{point.name}' ({point.value}) "
+                              f"from entry point group {ENTRY_POINT_GROUP}: {exc}") from None
+        register(cls, point.name)
+        check_interface(cls, point.name)
+
+
+# --- names -------------------------------------------------------------------------------
+
+
+def entry(weighting: str) -> Entry:
+    """The registry's entry of a weighting, loading plugins on demand (`module:Class`, entry
+    points); a ConfigError listing the known names otherwise."""
+    if weighting in REGISTRY:
+        return REGISTRY[weighting]
+    if ":" in weighting:
+        load_plugin(weighting)
+        return REGISTRY[weighting]
+    load_entry_points()
+    if weighting in REGISTRY:
+        return REGISTRY[weighting]
+    raise ConfigError(f"unknown strategy '{weighting}'; choose one of: "
+                      f"{', '.join(known_names())}, or a plugin module:Class")
+
+
+def weighting_class(weighting: str) -> type:
+    """The class of a registered weighting (imports it, and torch, on first use)."""
+    return entry(weighting).load()
+
+
+def known_names() -> list[str]:
+    """Every strategy name and group a user can type (for errors and help)."""
+    names = []
+    for weighting in REGISTRY:
+        names += [weighting, join_name(weighting, "batch"), join_name(weighting, "example")]
+    return [*dict.fromkeys(names), *GROUPS]
+
+
+def canonical(name: str) -> str:
+    """A validated, canonical strategy name (`plain-flood` -> `flood`)."""
+    weighting, flooding = split_name(name.strip())
+    entry(weighting)
+    return join_name(weighting, flooding)
+
+
+def expand(names: list[str]) -> list[str]:
+    """Strategy names and groups -> canonical names, first occurrence kept."""
+    out: list[str] = []
+    for name in names:
+        for one in GROUPS.get(name, (name,)):
+            one = canonical(one)
+            if one not in out:
+                out.append(one)
+    return out
+
+
+def order_key(name: str) -> tuple[int, int, str]:
+    """Sort key for tables and plots: the source's four (group `all`) first, then registry
+    order, then the rest by name."""
+    four = GROUPS["all"]
+    if name in four:
+        return (0, four.index(name), name)
+    weighting, flooding = split_name(name)
+    order = list(REGISTRY)
+    return (1, order.index(weighting) if weighting in order else len(order), name)
+
+
+# --- parameters ----------------------------------------------------------------------------
+
+
+def all_params() -> dict[str, Param]:
+    """Every registered parameter by name (weighting params and flood-level params)."""
+    out: dict[str, Param] = {}
+    for known in REGISTRY.values():
+        for param in known.all_params:
+            out.setdefault(param.name, param)
+    return out
+
+
+def owners(param_name: str) -> list[str]:
+    """The weightings that declare a parameter (for help texts)."""
+    return [name for name, known in REGISTRY.items()
+            if any(p.name == param_name for p in known.all_params)]
+
+
+def run_params(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of one run of strategy `name`: its weighting's registered params, each
+    from `given` (checked) or its default. Settings of other strategies in `given` are left
+    out, so they never change this run's folder."""
+    return {p.name: p.check(given[p.name]) if p.name in given else p.default
+            for p in entry(split_name(name)[0]).params}
+
+
+def flood_level(name: str, given: dict[str, Any], b: float, b_example: float = -1.0
+                ) -> float:
+    """The flood level b of a run: 0 without flooding; for example flooding `b_example` when
+    it is >= 0 (one example's scale); for batch flooding the weighting's own flood-level
+    setting when it has one and it is >= 0 (`b_reweight`); else `b`."""
+    weighting, flooding = split_name(name)
+    if flooding == "none":
+        return 0.0
+    if flooding == "example":
+        return float(b_example if b_example >= 0 else b)
+    own = entry(weighting).flood_param
+    if own is not None:
+        level = own.check(given[own.name]) if own.name in given else own.default
+        if level >= 0:
+            return float(level)
+    return float(b)
+
+
+def describe() -> list[dict]:
+    """One entry per registered weighting for `lossbench strategies` (plugins from entry
+    points included): name, flooded variants, doc, params, logs, citation."""
+    load_entry_points()
+    rows = []
+    for name, known in REGISTRY.items():
+        cls = known.load()
+        doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        params = known.all_params
+        rows.append({"name": name, "variants": [join_name(name, f) for f in FLOOD_SUFFIX],
+                     "doc": " ".join(doc.split()), "citation": cls.citation,
+                     "baseline": "plain" if name != "plain" else "-",
+                     "gradients": cls.needs_grads, "fusable": cls.fusable,
+                     "logs": list(cls.logs),
+                     "params": [{"name": p.name, "type": p.type.__name__,
+                                 "default": p.default, "range": p.bound_text(), "doc": p.doc}
+                                for p in params]})
+    return rows
+
+
