@@ -45,6 +45,7 @@ from lossbench.cli_options import (
     SeedOpt,
     SetOpt,
     StorageOpt,
+    StrategyCommand,
     StrategyOpt,
     TaskOpt,
     ThreadsOpt,
@@ -52,7 +53,6 @@ from lossbench.cli_options import (
     UserColOpt,
     collect_overrides,
     parse_strategy_options,
-    strategy_help,
 )
 from lossbench.errors import ConfigError, LossbenchError, Terminated, raise_terminated
 
@@ -95,10 +95,13 @@ class OneLineErrors(TyperGroup):
 
 
 app = typer.Typer(cls=OneLineErrors, no_args_is_help=True, add_completion=False,
-                  pretty_exceptions_enable=False,
-                  help="Paired comparisons of ways to combine a main and an auxiliary loss: "
-                       "the seed's plain, reweight, flood and reweight-flood, the field's "
-                       "baselines (lossbench strategies) and your own.")
+                  pretty_exceptions_enable=False, rich_markup_mode=None,
+                  help="How should I combine my losses? Paired comparisons of ways to combine "
+                       "a recommender's main and auxiliary loss (plain sum, reweighting, "
+                       "flooding, the field's baselines and your own) on the same data, initial "
+                       "weights and batch order.")
+"""Help is click's plain layout (`rich_markup_mode=None`): the same on every Typer version,
+brackets in help texts print as written, and `--help` does not import rich's help renderer."""
 
 
 def one_line(message: str) -> str:
@@ -135,19 +138,22 @@ def guard() -> Iterator[None]:
 
 
 
-@app.command(context_settings=STRATEGY_OPTIONS, epilog=strategy_help())
+@app.command(cls=StrategyCommand, context_settings=STRATEGY_OPTIONS,
+             short_help="Train and compare strategies in paired runs.")
 def run(
     ctx: typer.Context,
     strategy: StrategyOpt = None,
     config: ConfigOpt = None,
-    b: Annotated[float | None, typer.Option(help="Flood level b >= 0 (flooded strategies).")
-                 ] = None,
-    seeds: Annotated[int, typer.Option(min=1, help="Number of seeds: seed, seed+1, ...")] = 1,
+    b: Annotated[float | None, typer.Option(
+        metavar="B", help="Flood level b >= 0 (flooded strategies).")] = None,
+    seeds: Annotated[int, typer.Option(
+        min=1, metavar="N", help="Number of seeds: seed, seed+1, ...")] = 1,
     seed: SeedOpt = None,
     task: TaskOpt = None,
     dataset: DatasetOpt = None,
-    model: Annotated[str | None, typer.Option(help="sasrec or gru.")] = None,
-    aux: Annotated[str | None, typer.Option(help="supcon or none (L_aux = 0).")] = None,
+    model: Annotated[str | None, typer.Option(metavar="NAME", help="sasrec or gru.")] = None,
+    aux: Annotated[str | None, typer.Option(
+        metavar="NAME", help="supcon or none (L_aux = 0).")] = None,
     epochs: EpochsOpt = None,
     device: DeviceOpt = None,
     data_dir: DataDirOpt = None,
@@ -162,6 +168,7 @@ def run(
     threads: ThreadsOpt = None,
     out: OutOpt = Path("results"),
     name: Annotated[str | None, typer.Option(
+        metavar="NAME",
         help="Experiment folder name under --out (default: derived from the settings).")] = None,
     resume: ResumeOpt = True,
     fuse: FuseOpt = None,
@@ -216,20 +223,24 @@ def strategy_options(ctx: typer.Context, strategies: list[str] | None) -> dict[s
 
 
 SelectOpt = Annotated[str, typer.Option(
+    metavar="METRIC",
     help="Validation metric that picks the value: val_loss, val_acc or val_ndcg10.")]
-SweepSeedsOpt = Annotated[int, typer.Option(min=1, help="Seeds per value: seed, seed+1, ...")]
+SweepSeedsOpt = Annotated[int, typer.Option(
+    min=1, metavar="N", help="Seeds per value: seed, seed+1, ...")]
 
 
-@app.command("sweep-b", context_settings=STRATEGY_OPTIONS, epilog=strategy_help())
+@app.command("sweep-b", cls=StrategyCommand, context_settings=STRATEGY_OPTIONS,
+             short_help="Sweep the flood level b; choose it on validation.")
 def sweep_b(
     ctx: typer.Context,
     strategy: Annotated[str, typer.Option(
-        "--strategy", "-s", help="A flooded strategy: flood, reweight-flood, X-flood or "
-        "X-iflood.")] = "flood",
+        "--strategy", "-s", metavar="NAME", help="A flooded strategy: flood, reweight-flood, "
+        "X-flood or X-iflood.")] = "flood",
     b_grid: Annotated[str | None, typer.Option(
-        help="Comma-separated flood levels, e.g. 0.05,0.1,0.2.")] = None,
+        metavar="B,B,...", help="Comma-separated flood levels, e.g. 0.05,0.1,0.2.")] = None,
     b_range: Annotated[str | None, typer.Option(
-        help="start:stop:num, evenly spaced and inclusive (like numpy.linspace).")] = None,
+        metavar="START:STOP:NUM",
+        help="Evenly spaced and inclusive (like numpy.linspace).")] = None,
     select: SelectOpt = "val_loss",
     seeds: SweepSeedsOpt = 3,
     seed: SeedOpt = None,
@@ -261,18 +272,20 @@ def sweep_b(
                    "num_cpus": num_cpus, "num_gpus": num_gpus})
 
 
-@app.command("sweep", context_settings=STRATEGY_OPTIONS, epilog=strategy_help())
+@app.command("sweep", cls=StrategyCommand, context_settings=STRATEGY_OPTIONS,
+             short_help="Sweep one strategy parameter; choose it on validation.")
 def sweep(
     ctx: typer.Context,
     param: Annotated[str, typer.Option(
-        help="The parameter to sweep: b (as sweep-b) or one of the strategy's parameters "
-        "(w, alpha, lam, dwa_temp, ...).")],
-    strategy: Annotated[str, typer.Option("--strategy", "-s", help="The strategy whose "
-                                          "parameter is swept.")] = "weighted",
+        metavar="NAME", help="The parameter to sweep: b (as sweep-b) or one of the "
+        "strategy's parameters (w, alpha, lam, dwa_temp, ...).")],
+    strategy: Annotated[str, typer.Option(
+        "--strategy", "-s", metavar="NAME",
+        help="The strategy whose parameter is swept.")] = "weighted",
     grid: Annotated[str | None, typer.Option(
-        help="Comma-separated values, e.g. 0.1,0.3,1.")] = None,
+        metavar="V,V,...", help="Comma-separated values, e.g. 0.1,0.3,1.")] = None,
     range_: Annotated[str | None, typer.Option(
-        "--range", help="start:stop:num, evenly spaced and inclusive.")] = None,
+        "--range", metavar="START:STOP:NUM", help="Evenly spaced and inclusive.")] = None,
     select: SelectOpt = "val_loss",
     seeds: SweepSeedsOpt = 3,
     seed: SeedOpt = None,
@@ -344,7 +357,7 @@ def sweep_command(ctx: typer.Context, strategy: str, param: str, grid: str | Non
         console.print(f"results: {result['dir']}")
 
 
-@app.command("strategies")
+@app.command("strategies", short_help="List every strategy: formula, parameters, citation.")
 def strategies_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
 ) -> None:
@@ -391,13 +404,16 @@ def chosen_folder(results_dir: Path | None, out: Path) -> Path:
     return folder
 
 
-@app.command("report")
+@app.command("report", short_help="Statistics over seeds: mean, 95 % CI, paired tests.")
 def report_command(
     results_dir: ResultsArg = None,
     out: ReadOutOpt = Path("results"),
-    window: Annotated[int, typer.Option(help="Moving-average window for double descent.")] = 5,
-    rise: Annotated[float, typer.Option(help="Peak must be >= rise x first minimum.")] = 1.03,
+    window: Annotated[int, typer.Option(
+        metavar="N", help="Moving-average window for double descent.")] = 5,
+    rise: Annotated[float, typer.Option(
+        metavar="X", help="Peak must be >= rise x first minimum.")] = 1.03,
     recover: Annotated[float, typer.Option(
+        metavar="FRACTION",
         help="Fraction of the rise the second descent must win back.")] = 0.3,
 ) -> None:
     """Statistics over seeds: mean +- 95 % CI, paired tests against plain, double descent."""
@@ -412,11 +428,12 @@ def report_command(
             console.print(f"wrote {path}")
 
 
-@app.command("plot")
+@app.command("plot", short_help="Draw a results folder's figures.")
 def plot_command(
     results_dir: ResultsArg = None,
     out: ReadOutOpt = Path("results"),
-    format_: Annotated[str, typer.Option("--format", help="png, svg or pdf.")] = "png",
+    format_: Annotated[str, typer.Option(
+        "--format", metavar="png|svg|pdf", help="Figure file format.")] = "png",
     log_loss: Annotated[bool, typer.Option("--log-loss", help="Log scale for losses.")] = False,
 ) -> None:
     """Figures of a results folder into RESULTS_DIR/plots/: losses, metrics, theta, sweep."""
@@ -430,5 +447,6 @@ def plot_command(
 from lossbench.cli_data import data_app, ensure_data  # noqa: E402  (the data commands use guard)
 from lossbench.cli_export import export_command  # noqa: E402
 
-app.add_typer(data_app, name="data")
-app.command("export")(export_command)
+app.add_typer(data_app, name="data",
+              short_help="Describe your interactions file; download MovieLens.")
+app.command("export", short_help="Export runs to MLflow or TensorBoard.")(export_command)

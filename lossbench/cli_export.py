@@ -21,15 +21,19 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 which must not import export.py (numpy). tests/test_cli.py checks that the two agree."""
 
 ToOpt = Annotated[str, typer.Option(
-    "--to", help="mlflow (runs, params, per-epoch metrics, plots and report as artifacts) or "
+    "--to", metavar="mlflow|tensorboard",
+    help="mlflow (runs, params, per-epoch metrics, plots and report as artifacts) or "
     "tensorboard (scalars per epoch, settings in the HParams tab).", show_default=False)]
 TrackingUriOpt = Annotated[str, typer.Option(
+    metavar="URI",
     help="mlflow: the tracking store, a database (sqlite:///file.db, postgresql://...) or "
     "an http(s):// tracking server. MLflow's file store (file:...) is not accepted.")]
 ExperimentNameOpt = Annotated[str, typer.Option(
+    metavar="NAME",
     help="mlflow: the MLflow experiment; each results folder is a parent run in it.")]
 LogdirOpt = Annotated[Path, typer.Option(
-    help="tensorboard: the log folder; each run goes to LOGDIR/<experiment>/<run folder>/.")]
+    metavar="DIR",
+    help="tensorboard: the log folder; each run goes to DIR/EXPERIMENT/RUN_FOLDER/.")]
 
 
 def counts(actions: dict[str, str]) -> str:
