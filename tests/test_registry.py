@@ -277,7 +277,9 @@ def test_installed_plugins_register_through_the_entry_point_group(tmp_path, monk
     (info / "entry_points.txt").write_text(
         "[lossbench.strategies]\nthird = thirdparty:Third\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "_ENTRY_POINTS_LOADED", False)
-    monkeypatch.setattr(registry, "REGISTRY", dict(registry.REGISTRY))
+    from lossbench.strategies import registry as registry_module
+
+    monkeypatch.setattr(registry_module, "_ENTRY_POINTS_LOADED", False)
+    monkeypatch.setattr(registry_module, "REGISTRY", dict(registry_module.REGISTRY))
     assert registry.expand(["third-flood"]) == ["third-flood"]
     assert "third" in [row["name"] for row in registry.describe()]
