@@ -11,6 +11,7 @@ per-model defaults files. An unknown key, a wrong type or an out-of-range value 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -201,15 +202,19 @@ def strategy_params() -> dict:
 
 def coerce(key: str, value: Any, source: str = "") -> Any:
     """Return `value` as the type of setting `key` (a RunConfig field or a registered
-    strategy parameter, checked against its range); raise ConfigError for an unknown key,
-    a wrong type or (parameters) a value out of range."""
+    strategy parameter, checked against its range); raise ConfigError for an unknown key
+    (suggesting the closest known keys: `close_keys`), a wrong type or (parameters) a value
+    out of range."""
     where = f" in {source}" if source else ""
     if key not in FIELD_TYPES:
         params = strategy_params()
         if key in params:
             return params[key].check(value, f" ({source})" if source else "")
-        raise ConfigError(f"unknown setting '{key}'{where}; known: "
-                          f"{', '.join([*FIELD_TYPES, *params])}")
+        close = close_keys(key, [*FIELD_TYPES, *params])
+        hint = (f"did you mean {' or '.join(repr(k) for k in close)}?" if close else
+                "the settings are RunConfig's fields (lossbench/config.py), the strategy "
+                "parameters those `lossbench strategies` lists")
+        raise ConfigError(f"unknown setting '{key}'{where}; {hint}")
     want = FIELD_TYPES[key]
     if want is bool:
         if isinstance(value, bool):
@@ -235,6 +240,14 @@ def coerce(key: str, value: Any, source: str = "") -> Any:
     elif want is str and isinstance(value, str):
         return value
     raise ConfigError(f"setting '{key}'{where} must be {want.__name__}, got {value!r}")
+
+
+def close_keys(key: str, known: list[str]) -> list[str]:
+    """The known keys to suggest for the unknown `key`: the key itself written lower-case
+    with underscores (`--set Time-Col` -> `time_col`) if that is known, else at most three
+    keys closest to it by difflib's ratio (>= 0.6), best first (`epoch` -> `epochs`)."""
+    plain = key.lower().replace("-", "_")
+    return [plain] if plain in known else difflib.get_close_matches(plain, known, 3, 0.6)
 
 
 def validate(cfg: RunConfig, source: str = "") -> RunConfig:
