@@ -1,9 +1,10 @@
 """Every setting of a run, in one frozen dataclass, and the two layers that fill it.
 
 Layer 1 is an `experiments/*.toml` file (flat `key = value` pairs, or grouped in tables whose
-names are ignored), layer 2 the command line. Nothing else changes a setting: no per-task or
-per-model defaults files. An unknown key, a wrong type or an out-of-range value raises
-`ConfigError` naming the key (and the file).
+names are ignored; a path, or the name of a file bundled with lossbench such as `ml-100k`:
+`lossbench.bundled.resolve_config`), layer 2 the command line. Nothing else changes a setting:
+no per-task or per-model defaults files. An unknown key, a wrong type or an out-of-range value
+raises `ConfigError` naming the key (and the file).
 
     cfg = load_config("experiments/synthetic.toml", {"strategy": "flood", "b": 0.1})
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from lossbench.bundled import resolve_config
 from lossbench.errors import ConfigError
 
 
@@ -317,10 +319,13 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None
                 ) -> RunConfig:
-    """Defaults, then the TOML file at `path` (if any), then `overrides`; validated."""
+    """Defaults, then the TOML file `path` (if any: a file, or the name of a bundled one,
+    `bundled.resolve_config`), then `overrides`; validated."""
     cfg = RunConfig()
-    source = str(path) if path is not None else ""
+    source = ""
     if path is not None:
+        path = resolve_config(path)
+        source = str(path)
         cfg = apply(cfg, read_toml(path), source)
     if overrides:
         cfg = apply(cfg, overrides, "the command line")

@@ -1,8 +1,23 @@
-"""Config files: the one-line message for an unknown setting."""
+"""Config files by name (the experiments that ship with the package) and the one-line
+message for an unknown setting."""
 
 from __future__ import annotations
 
+import json
+import tomllib
+from pathlib import Path
+
+from lossbench.bundled import bundled_experiments
 from lossbench.cli import app
+from lossbench.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "experiments"
+NAMES = sorted(path.stem for path in EXPERIMENTS.glob("*.toml"))
+TINY_SYNTHETIC = ["--set", "n_train_users=64", "--set", "n_val_users=32", "--set",
+                  "n_test_users=32", "--set", "n_items=30", "--set", "hidden=16", "--set",
+                  "inner=32", "--set", "batch_size=32", "--epochs", "1", "--set",
+                  "eval_batch_size=64"]
 
 
 def one_error_line(result, message: str) -> None:
@@ -11,6 +26,60 @@ def one_error_line(result, message: str) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert message in lines[0], lines[0]
+
+
+# --- the experiments ship with the package ---------------------------------------------
+
+
+def test_the_wheel_ships_the_top_level_experiments_folder():
+    """pyproject.toml maps the package lossbench.experiments onto experiments/ (one copy of
+    the files) with its *.toml as package data, and lists every package under lossbench/
+    (the list is explicit, so a new sub-package must be added to it)."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert tool["package-dir"] == {"lossbench.experiments": "experiments"}
+    assert tool["package-data"] == {"lossbench.experiments": ["*.toml"]}
+    on_disk = {".".join(init.parent.relative_to(ROOT).parts)
+               for init in (ROOT / "lossbench").rglob("__init__.py")}
+    assert set(tool["packages"]) == on_disk | {"lossbench.experiments"}
+    assert (EXPERIMENTS / "__init__.py").is_file()
+    assert not (ROOT / "lossbench" / "experiments").exists()  # no second copy to drift
+
+
+def test_bundled_experiments_are_the_files_of_the_experiments_folder():
+    bundled = bundled_experiments()
+    assert list(bundled) == NAMES and "ml-100k" in NAMES
+    for name, path in bundled.items():
+        assert path.samefile(EXPERIMENTS / f"{name}.toml")
+
+
+def test_config_by_name_loads_the_bundled_file(tmp_path, monkeypatch):
+    by_path = load_config(EXPERIMENTS / "ml-100k.toml")
+    assert load_config("ml-100k") == load_config("ml-100k.toml") == by_path
+    assert by_path.lr == 0.004 and by_path.task == "movielens"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ml-100k").mkdir()  # say, the extracted MovieLens folder: not a config
+    assert load_config("ml-100k") == by_path
+    (tmp_path / "ml-100k.toml").write_text("lr = 0.25\n")  # a file of yours wins
+    assert load_config("ml-100k.toml").lr == 0.25 and load_config("ml-100k").lr == 0.004
+
+
+def test_run_with_a_bundled_config_name(runner, tmp_path):
+    result = runner.invoke(app, ["run", "--config", "synthetic", *TINY_SYNTHETIC,
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (config,) = tmp_path.glob("*/*/config.json")
+    assert json.loads(config.read_text())["noise"] == 0.9
+
+
+def test_an_unknown_config_names_the_bundled_choices(runner, tmp_path):
+    choices = "bundled experiments (--config NAME): " + ", ".join(NAMES)
+    for value, problem in (("ml-100", "no config file or bundled experiment named 'ml-100'"),
+                           ("no/such/file.toml", "config file not found: no/such/file.toml"),
+                           (str(tmp_path), f"config {tmp_path} is a folder, not a file")):
+        result = runner.invoke(app, ["run", "--config", value, "--out", str(tmp_path / "r")])
+        one_error_line(result, f"{problem}; {choices}")
+        assert result.stdout == ""
+    assert not (tmp_path / "r").exists()
 
 
 # --- an unknown setting ----------------------------------------------------------------
