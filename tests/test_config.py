@@ -1,13 +1,15 @@
-"""Config files by name (the experiments that ship with the package) and the one-line
-message for an unknown setting."""
+"""Config files by name (the experiments that ship with the package), `lossbench
+experiments`, and the one-line message for an unknown setting."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
-from lossbench.bundled import bundled_experiments
+from lossbench.bundled import bundled_experiments, description
 from lossbench.cli import app
 from lossbench.config import load_config
 
@@ -80,6 +82,35 @@ def test_an_unknown_config_names_the_bundled_choices(runner, tmp_path):
         one_error_line(result, f"{problem}; {choices}")
         assert result.stdout == ""
     assert not (tmp_path / "r").exists()
+
+
+def test_experiments_lists_one_line_per_bundled_file(runner):
+    result = runner.invoke(app, ["experiments"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(NAMES) + 1 and "lossbench run --config NAME" in lines[-1]
+    for name, line in zip(NAMES, lines, strict=False):
+        assert line.split()[0] == name
+        assert line.endswith(description(EXPERIMENTS / f"{name}.toml"))
+    ml_100k = lines[NAMES.index("ml-100k")]
+    assert ml_100k.split(None, 1)[1] == ("MovieLens 100K, leave-one-out, full ranking (see "
+                                         "lossbench/tasks/movielens.py).")
+
+
+def test_experiments_json_gives_the_paths(runner):
+    result = runner.invoke(app, ["experiments", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [row["name"] for row in rows] == NAMES
+    synthetic = rows[NAMES.index("synthetic")]
+    assert Path(synthetic["path"]).samefile(EXPERIMENTS / "synthetic.toml")
+    assert synthetic["description"].startswith("The default experiment: the synthetic task")
+
+
+def test_the_experiments_command_imports_no_torch():
+    code = ("import sys, lossbench.cli_experiments; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
 # --- an unknown setting ----------------------------------------------------------------
