@@ -1,9 +1,10 @@
-"""Reads run folders from disk and compares strategies over seeds. Trains nothing; strategy
+"""Compares strategies over seeds, from run folders read from disk. Trains nothing; strategy
 names, baselines and order come from the registry (lossbench/strategies/).
 
     runs = load_runs("results/synthetic-91f440ad")       # one run, an experiment or a sweep
     summary = summarize(runs, window=5)                    # a JSON-able dict
 
+Reading the folders (Run, load_runs, latest_results) is lossbench/run_folders.py's job.
 Writing it out (report.json, report.md, rich tables) is lossbench/report_tables.py's job.
 
 The statistics (mean_ci, paired_test, holm, curve_band) are pure functions in stats.py.
@@ -17,8 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,10 +25,17 @@ import numpy as np
 from lossbench import strategies as registry
 from lossbench.curves import double_descent, noise_std, overconfident_epochs, spans
 from lossbench.errors import DataError
-from lossbench.recorder import read_json, read_metrics, settings_of
+from lossbench.recorder import settings_of
+from lossbench.run_folders import (  # noqa: F401  (report.load_runs etc. stay importable)
+    RUN_FILES,
+    Run,
+    latest_results,
+    load_run,
+    load_runs,
+    load_sweep,
+)
 from lossbench.stats import WILCOXON_MIN_N, curve_band, holm, mean_ci, paired_test  # noqa: F401
 
-RUN_FILES = ("config.json", "metrics.csv", "summary.json")
 METRICS = ("val_loss", "final_val_loss", "val_acc", "val_hr10", "val_ndcg10",
            "test_loss", "test_acc", "test_hr10", "test_ndcg10")
 """summary.json keys compared across strategies: val_* and test_* at the best validation
@@ -40,84 +46,6 @@ NOISE_RULE = 4.0
 epoch-to-epoch noise (curves.noise_std): issue 13's rule, reported beside `found`."""
 IGNORED = ("seed", "strategy", "b", "device", "data_dir", "eval_batch_size")
 """Settings that never split runs into groups."""
-
-
-@dataclass
-class Run:
-    """One run folder as read from disk. `summary` is None when the folder is incomplete
-    (a file missing or unreadable, or status not complete/diverged); `problem` says why."""
-
-    dir: Path
-    config: dict
-    rows: list[dict]
-    summary: dict | None
-    problem: str = ""
-
-    @property
-    def diverged(self) -> bool:
-        return self.summary is not None and self.summary.get("status") == "diverged"
-
-
-# --- reading ---------------------------------------------------------------------------
-
-
-def load_run(run_dir: Path) -> Run:
-    """Read one run folder; whatever fails is recorded in `problem`, not raised."""
-    config: dict = {}
-    rows: list[dict] = []
-    try:
-        config = read_json(run_dir / "config.json")
-        rows = read_metrics(run_dir / "metrics.csv")
-        summary = read_json(run_dir / "summary.json")
-    except DataError as exc:
-        return Run(run_dir, config, rows, None, str(exc))
-    lacking = [k for k in ("strategy", "b", "seed") if k not in config]
-    problem = (f"{run_dir / 'config.json'} lacks {', '.join(lacking)}" if lacking else
-               f"{run_dir / 'summary.json'} has status {summary.get('status')!r}, not "
-               "'complete' or 'diverged'" if summary.get("status") not in
-               ("complete", "diverged") else "")
-    return Run(run_dir, config, rows, None if problem else summary, problem)
-
-
-def load_runs(results_dir: str | Path) -> list[Run]:
-    """Every run folder at or below `results_dir` (a run, an experiment or a sweep folder),
-    sorted by path. A run folder is one holding config.json, metrics.csv or summary.json.
-    Incomplete folders are returned with summary None. No run folders, or none complete,
-    is a DataError (naming a bad file)."""
-    results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise DataError(f"no such results folder: {results_dir}")
-    dirs = sorted({p.parent for name in RUN_FILES for p in results_dir.rglob(name)})
-    runs = [load_run(d) for d in dirs]
-    if not runs:
-        raise DataError(f"no runs found in {results_dir} (a run folder holds config.json, "
-                        "metrics.csv and summary.json; make one with `lossbench run`)")
-    if all(r.summary is None for r in runs):
-        raise DataError(f"no complete runs in {results_dir}: {runs[0].problem}")
-    return runs
-
-
-def latest_results(out: str | Path = "results") -> Path:
-    """The results folder under `out` (a direct child: an experiment or sweep folder) whose
-    run files were written last. DataError when `out` holds none."""
-    out = Path(out)
-    newest: dict[Path, float] = {}
-    if out.is_dir():
-        for child in out.iterdir():
-            if child.is_dir():
-                times = [p.stat().st_mtime for name in RUN_FILES for p in child.rglob(name)]
-                if times:
-                    newest[child] = max(times)
-    if not newest:
-        raise DataError(f"no results folder under {out}: give one (lossbench report FOLDER) "
-                        "or make one with lossbench run")
-    return max(newest, key=lambda p: (newest[p], p.name))
-
-
-def load_sweep(results_dir: str | Path) -> dict | None:
-    """`results_dir/sweep.json` (written by `lossbench sweep-b`), or None when absent."""
-    path = Path(results_dir) / "sweep.json"
-    return read_json(path) if path.exists() else None
 
 
 # --- summary ---------------------------------------------------------------------------
