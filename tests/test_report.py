@@ -236,6 +236,50 @@ def test_missing_metrics_is_reported_incomplete(copy):
     assert any("incomplete" in n for n in summary["notes"])
 
 
+def one_error_line(result, message: str) -> None:
+    """Bad input: exit code 2, one `error:` line holding `message`."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0], lines[0]
+
+
+def test_report_and_plot_say_what_a_wrong_path_is(runner, experiment, tmp_path):
+    from lossbench.cli import app
+
+    run_dir = next(experiment.glob("*__plain__*"))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not results")
+    (tmp_path / "empty").mkdir()
+    cases = [
+        (run_dir / "summary.json", f"{run_dir / 'summary.json'} is a file, not a results "
+                                   f"folder; give the run folder that holds it: {run_dir}"),
+        (notes, f"{notes} is a file, not a results folder; give a folder that `lossbench run` "
+                "wrote"),
+        (tmp_path / "empty", f"no runs found in {tmp_path / 'empty'}: not a results folder"),
+        (tmp_path / "missing", f"no such results folder: {tmp_path / 'missing'}")]
+    for command in ("report", "plot"):
+        for path, message in cases:
+            one_error_line(runner.invoke(app, [command, str(path)]), message)
+
+
+def test_no_results_yet_names_no_other_command(runner, tmp_path):
+    """report, plot and export share the message for an --out without results: it says to
+    run `lossbench run` first and names no other command (plot used to suggest report)."""
+    from lossbench.cli import app
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file").write_text("")
+    for args in (["plot"], ["report"], ["export", "--to", "tensorboard"]):
+        result = runner.invoke(app, [*args, "--out", str(tmp_path / "empty")])
+        one_error_line(result, f"no results folder under {tmp_path / 'empty'}: run "
+                               "`lossbench run` first, or give the results folder as the "
+                               "argument (or its parent as --out)")
+        assert "report" not in result.stderr and "plot" not in result.stderr
+    result = runner.invoke(app, ["plot", "--out", str(tmp_path / "file")])
+    one_error_line(result, f"{tmp_path / 'file'} is a file, not a folder of results")
+
+
 def test_no_runs_or_only_broken_runs_are_data_errors(tmp_path):
     with pytest.raises(DataError, match="no runs found in"):
         report.load_runs(tmp_path)
