@@ -249,25 +249,39 @@ def flood_advice(label: str, b: float, curves: list[list[dict]], reference: floa
 
 
 def flood_notes(done: list[Run], varying: list[str]) -> list[str]:
-    """flood_advice for every flooded group of complete (non-diverged) runs. The reference
-    training loss is the no-flood baseline's when the folder has it, else (for a group that
-    never flooded, which equals its baseline) the group's own."""
+    """flood_advice for every flooded group of the complete (non-diverged) runs `done`.
+
+    The reference training loss (the one rule, whoever calls: `run` passes the runs of its
+    command, `report` those of the whole folder) is the mean over the group's seeds of
+    `reference_level`, the seed's own no-flood baseline run; seeds without one are left
+    out (nan when no seed has one). Runs of seeds outside the group never enter, so the
+    same flooded runs get the same suggested b from `run` and from `report`."""
     notes = []
     flooded = [r for r in done if r.config["b"] > 0 and not r.diverged]
     for label in dict.fromkeys(group_label(r.config, varying) for r in flooded):
         group = [r for r in flooded if group_label(r.config, varying) == label]
-        baseline = registry.no_flood_baseline(group[0].config["strategy"])
-        same = [r for r in done if r.config["strategy"] == baseline and r.config["b"] == 0
-                and not r.diverged]
-        if not same and never_flooded([r.rows for r in group]):
-            same = group  # it trained exactly like its baseline
-        levels = [train_loss_at_best(r.rows, r.summary.get("best_epoch")) for r in same]
+        levels = np.array([reference_level(r, done, varying) for r in group], dtype=float)
         reference = float(np.nanmean(levels)) if np.isfinite(levels).any() else math.nan
+        baseline = registry.no_flood_baseline(group[0].config["strategy"])
         advice = flood_advice(label, group[0].config["b"], [r.rows for r in group],
                               reference, baseline)
         if advice:
             notes.append(advice)
     return notes
+
+
+def reference_level(run: Run, done: list[Run], varying: list[str]) -> float:
+    """The training loss that flood advice for the flooded `run` scales: train_loss at the
+    best validation epoch of the run it is paired with, its weighting without flooding
+    (b = 0) on the same seed and settings (`paired_run`, plain not substituted); without
+    one, of `run` itself when it never flooded (it then trained exactly as that run);
+    else nan."""
+    live = [r for r in done if not r.diverged]
+    base = paired_run(run, live, varying, plain_too=False)
+    if base is None and never_flooded([run.rows]):
+        base = run
+    return math.nan if base is None else train_loss_at_best(base.rows,
+                                                             base.summary.get("best_epoch"))
 
 
 def describe_descent(run: Run, varying: list[str], window: int, rise: float,
@@ -315,13 +329,15 @@ def describe_overconfidence(done: list[Run], varying: list[str], window: int) ->
     return out
 
 
-def paired_run(run: Run, runs: list[Run], varying: list[str]) -> Run | None:
+def paired_run(run: Run, runs: list[Run], varying: list[str], plain_too: bool = True
+               ) -> Run | None:
     """The run of the same seed that a flooded run is paired with: its weighting without
-    flooding (b = 0), else plain, with the same non-strategy settings."""
+    flooding (b = 0), else (when `plain_too`) plain, with the same non-strategy settings."""
     params = registry.all_params()
     context = [k for k in varying if k not in params]
     mine = settings_of(run.config)
-    for strategy in (registry.no_flood_baseline(run.config["strategy"]), "plain"):
+    baseline = registry.no_flood_baseline(run.config["strategy"])
+    for strategy in (baseline, "plain") if plain_too else (baseline,):
         for other in runs:
             theirs = settings_of(other.config)
             if (other.config["strategy"] == strategy and other.config["b"] == 0

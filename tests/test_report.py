@@ -124,6 +124,28 @@ def test_double_descent_found_on_constructed_curve():
     assert dd["recovered"] == pytest.approx(0.9 / 0.8) and dd["frac_below_b"] == 0.5
 
 
+def test_flood_advice_scales_the_baseline_of_the_flooded_seeds_only():
+    """Plain's train_loss at its best epoch (epoch 2) is 8 on seed 0 and 10 on seed 1; flood
+    b=5 ran seed 0 only and never acted. The suggestion is 0.9 x 8 = 7.2 whether the plain
+    runs are passed (`report` on the folder) or not (`run -s flood`, which passes its own
+    runs): seed 1 has no flood run, so its plain run must not enter (not 0.9 x 9 = 8.1)."""
+    def run(strategy: str, seed: int, losses: list[float], b: float = 0.0) -> Run:
+        out = fake_run(strategy, seed, 1.0, b=b)
+        out.rows = [{**row, "train_loss": t, "flood_frac": 0.0}
+                    for row, t in zip(out.rows, losses, strict=True)]
+        out.summary["best_epoch"] = 2
+        return out
+
+    plain = [run("plain", 0, [9.0, 8.0, 8.5]), run("plain", 1, [11.0, 10.0, 10.5])]
+    flood = [run("flood", 0, [9.0, 8.0, 8.5], b=5.0)]
+    notes = [report.flood_notes(runs, report.varying_settings(runs))
+             for runs in (plain + flood, flood)]
+    assert notes[0] == notes[1] and len(notes[0]) == 1
+    assert notes[0][0].startswith("flood b=5 never acted: the training loss stayed above b "
+                                  "(lowest 8); this run equals plain. Try b near 0.9 × "
+                                  "plain's training loss at its best epoch (≈ 7.2 here)")
+
+
 def test_alpha_splits_groups_when_it_differs():
     other = fake_run("reweight", 0, 1.1)
     other.config["alpha"] = 0.5
@@ -234,6 +256,20 @@ def test_missing_metrics_is_reported_incomplete(copy):
     assert entry["run"] == str(broken) and "metrics.csv" in entry["problem"]
     assert next(g for g in summary["groups"] if g["label"] == "plain")["seeds"] == [1, 2]
     assert any("incomplete" in n for n in summary["notes"])
+
+
+def test_run_and_report_suggest_the_same_b(runner, tiny, copy):
+    """`run -s flood --b 0.1` into the folder of plain seeds 0-2 prints the advice line that
+    `report` on the folder writes: both scale the training loss of plain's seed 0, the
+    seed flood ran (not the mean over plain's three seeds)."""
+    from lossbench.cli import app
+
+    result = runner.invoke(app, ["run", "--config", str(tiny), "-s", "flood", "--b", "0.1",
+                                 "--out", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert len(list(copy.glob("*/*__flood__b0.1*"))) == 1  # it landed in the same folder
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("flood b=0.1 never")]
+    assert line in report.summarize(report.load_runs(copy))["notes"]
 
 
 def one_error_line(result, message: str) -> None:
