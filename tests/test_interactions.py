@@ -141,10 +141,11 @@ def test_filters_and_short_users_are_counted(tmp_path):
     assert task.info["n_dropped_min_rating"] == 5 and task.info["n_interactions"] == 6
     task = build(path, k_core=2)
     assert task.info["n_dropped_k_core"] == 1 and task.info["n_users"] == 3
-    with pytest.raises(DataError, match="no user of .* has 3 or more interactions after "
-                                        "min_rating = 0 and k_core = 0: nothing to validate"):
+    with pytest.raises(DataError, match=r"no user of .* has 3 or more interactions after "
+                                        r"--min-rating 0 and --k-core 0 \(min_rating, k_core "
+                                        r"in a config file\): nothing to validate"):
         build(write(tmp_path / "s.csv", rows=ROWS[:2] + ROWS[3:5]))
-    with pytest.raises(DataError, match="left after min_rating = 0 and k_core = 9"):
+    with pytest.raises(DataError, match="left after --min-rating 0 and --k-core 9"):
         build(path, k_core=9)
 
 
@@ -152,8 +153,9 @@ def test_min_rating_needs_a_rating_column(tmp_path):
     path = write(tmp_path / "n.csv", rows=[r[:2] + r[3:] for r in ROWS],
                  header=("user", "item", "time"))
     assert build(path).n_items == 5
-    with pytest.raises(DataError, match=r"no rating column, which min_rating needs .* "
-                                        "columns found: user, item, time"):
+    with pytest.raises(DataError, match=r"no rating column, which --min-rating \(min_rating "
+                                        r"in a config file\) needs .* name it with "
+                                        r"--rating-col .* columns found: user, item, time"):
         build(path, min_rating=3)
 
 
@@ -172,7 +174,8 @@ def bad(path: Path, text: str | bytes) -> Path:
     ("user,item,ts\n", r"bad.csv has a header but no rows of data"),
     ("user,item,item,ts\n1,2,3,4\n", r"bad.csv, line 1: column 'item' appears twice"),
     ("person,thing,ts\n1,2,3\n", r"bad.csv: no user column \(looked for user_id, userId, "
-                                 r"user; set user_col\); columns found: person, thing, ts"),
+                                 r"user; name it with --user-col \(user_col in a config "
+                                 r"file\)\); columns found: person, thing, ts"),
     ("user,item,when\n1,2,3\n", r"no time column .*columns found: user, item, when"),
     ("user item ts\n1 2 3\n", r"bad.csv, line 1: no delimiter"),
     ("user,item,ts\n1,2,3\n1,2\n", r"bad.csv, line 3: 2 fields, the header has 3"),
@@ -202,10 +205,13 @@ def test_bad_rating_and_column_settings(tmp_path):
     with pytest.raises(DataError, match=r"r.csv, line 3: rating 'five' in column 'rating' "
                                         "is not a number"):
         build(path, min_rating=1)
-    with pytest.raises(DataError, match=r"has no column 'who' \(set as user_col\); columns "
+    with pytest.raises(DataError, match=r"has no column 'who' \(given as the user column by "
+                                        r"--user-col \(user_col in a config file\)\); columns "
                                         "found: user, item, ts, rating"):
         build(path, user_col="who")
-    with pytest.raises(DataError, match="column 'user' is both the user and the item column"):
+    with pytest.raises(DataError, match=r"column 'user' is both the user and the item column; "
+                                        r"name them apart with --user-col and --item-col "
+                                        r"\(user_col, item_col in a config file\)"):
         build(path, item_col="user")
 
 
@@ -426,6 +432,20 @@ def test_the_csv_and_movielens_runs_write_identical_metrics(ml100k_csv, runner, 
     assert folder.name.startswith("ratings-")  # the file's stem names the experiment
     config_json = json.loads(next(folder.glob("*/config.json")).read_text())
     assert len(config_json["data_fingerprint"]["sha256"]) == 64
+
+
+def test_a_missing_column_names_the_option_to_type(runner, tmp_path):
+    from lossbench.cli import app
+
+    path = write(tmp_path / "t.csv", header=("user_id", "item_id", "rating", "when"))
+    for args in (["data", "info", str(path)], ["run", "--data", str(path), "--out",
+                                               str(tmp_path / "r")]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        (line,) = result.stderr.strip().splitlines()
+        assert line == (f"error: {path}: no time column (looked for timestamp, time, ts; name "
+                        "it with --time-col (time_col in a config file)); columns found: "
+                        "user_id, item_id, rating, when")
 
 
 def test_data_info_and_bad_files_from_the_cli(runner, tmp_path):

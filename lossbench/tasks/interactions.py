@@ -161,7 +161,8 @@ def to_sequences(rows: Interactions, min_rating: float, k_core: int, source: str
     """Steps 1-2: filters, then sequences, and the rows each filter dropped. DataError when
     no row is left, or no user has the 3 items a validation and a test example need."""
     index, dropped = filter_interactions(rows, min_rating, k_core)
-    after = f"after min_rating = {min_rating:g} and k_core = {k_core}"
+    after = (f"after --min-rating {min_rating:g} and --k-core {k_core} (min_rating, k_core "
+             "in a config file)")
     if not len(index):
         raise DataError(f"no {noun} of {source} are left {after}")
     seqs = user_sequences(rows.take(index))

@@ -13,7 +13,8 @@ Reading (`open_layout`, then `read_interactions`):
   format. Text is UTF-8, fields may be quoted with `"`, empty lines are skipped.
 - Columns: `user_col`, `item_col`, `time_col`, `rating_col` name them; empty = the first of
   user_id, userId, user / item_id, itemId, movieId, item / timestamp, time, ts / rating
-  (optional) in the header. Names match case-insensitively.
+  (optional) in the header. Names match case-insensitively. Messages name the option a user
+  types and the config-file key: `--time-col (time_col in a config file)`, see `options`.
 - Ids: values of their column. A column whose values are all integers compares them as
   integers (`7` = `007`), any other column as text. Empty ids are refused.
 - Timestamps: integers stay int64, decimals become float64; ISO-8601 dates and date-times
@@ -146,7 +147,8 @@ def open_layout(path: str | Path, user_col: str = "", item_col: str = "", time_c
         other = [r for r, n in columns.items() if n == name and r != role]
         if name and other:
             raise DataError(f"{path}: column '{name}' is both the {role} and the {other[0]} "
-                            "column; set user_col, item_col, time_col, rating_col apart")
+                            f"column; name them apart with "
+                            f"{options(f'{role}_col', f'{other[0]}_col')}")
     return Layout(path, fmt, delimiter, names, columns)
 
 
@@ -195,12 +197,21 @@ def find_column(path: Path, names: list[str], role: str, given: str) -> str:
         if wanted.lower() in lower:
             return names[lower.index(wanted.lower())]
     if given:
-        raise DataError(f"{path} has no column '{given}' (set as {role}_col); "
-                        f"{found(names)}")
+        raise DataError(f"{path} has no column '{given}' (given as the {role} column by "
+                        f"{options(f'{role}_col')}); {found(names)}")
     if role == "rating":
         return ""
-    raise DataError(f"{path}: no {role} column (looked for {', '.join(NAMES[role])}; "
-                    f"set {role}_col); {found(names)}")
+    raise DataError(f"{path}: no {role} column (looked for {', '.join(NAMES[role])}; name it "
+                    f"with {options(f'{role}_col')}); {found(names)}")
+
+
+def options(*keys: str) -> str:
+    """How a user sets the settings `keys`, for a message: their command-line options and
+    their config-file keys. options("time_col") == "--time-col (time_col in a config file)";
+    options("user_col", "item_col") == "--user-col and --item-col (user_col, item_col in a
+    config file)"."""
+    flags = " and ".join(f"--{key.replace('_', '-')}" for key in keys)
+    return f"{flags} ({', '.join(keys)} in a config file)"
 
 
 def found(names: list[str]) -> str:
@@ -212,8 +223,9 @@ def read_interactions(layout: Layout, with_rating: bool = False) -> Interactions
     """The rows of the file (see the module docstring for ids, timestamps and ratings)."""
     roles = ["user", "item", "time"] + (["rating"] if with_rating else [])
     if with_rating and not layout.columns["rating"]:
-        raise DataError(f"{layout.path}: no rating column, which min_rating needs (looked "
-                        f"for rating; set rating_col); {found(layout.names)}")
+        raise DataError(f"{layout.path}: no rating column, which {options('min_rating')} "
+                        f"needs (looked for rating; name it with {options('rating_col')}); "
+                        f"{found(layout.names)}")
     table = read_table(layout, [layout.columns[r] for r in roles])
     if table.num_rows == 0:
         raise DataError(f"{layout.path} has a header but no rows of data")
