@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -76,10 +77,67 @@ def data_info(
         table = Table(title=f"lossbench data info {path}", show_header=False)
         table.add_column("fact", style="bold")
         table.add_column("value", overflow="fold")
-        for key, value in facts.items():
-            table.add_row(key, json.dumps(value, default=str) if isinstance(value, dict | list)
-                          else str(value))
-        console.print(table)
+        for fact, value in info_rows(facts):
+            table.add_row(fact, value)
+        console.print(table, markup=False, highlight=False)
+        console.print("--json prints these facts unrounded", markup=False, highlight=False)
+
+
+def info_rows(facts: dict) -> list[tuple[str, str]]:
+    """The table of `data info`: (fact, value) rows of describe_file's facts, for reading.
+    Counts with thousands separators, sparsity in percent, sequence-length percentiles on
+    one row (one decimal at most), the time span as dates when the timestamps are epoch
+    seconds (`time_span`), filters by the options that set them; "-" for a fact that is
+    None (nothing left after the filters)."""
+    columns = facts["columns"]
+    lengths, dropped, split = facts["sequence_length"], facts["dropped"], facts["split"]
+    delimiter = {"": "", "\t": " (tab-separated)"}.get(facts["delimiter"],
+                                                       f" (delimiter {facts['delimiter']!r})")
+    return [
+        ("file", facts["file"]),
+        ("format", facts["format"] + delimiter),
+        ("columns used", "  ".join(f"{role} = {name or '-'}" for role, name in columns.items())),
+        ("columns in the file", ", ".join(facts["columns_found"])),
+        ("rows", f"{facts['rows']:,}"),
+        ("users", f"{facts['users']:,}"),
+        ("items", f"{facts['items']:,}"),
+        ("interactions", f"{facts['interactions']:,} (after the filters)"),
+        ("sparsity", "-" if facts["sparsity"] is None else f"{100 * facts['sparsity']:.2f} %"),
+        ("sequence length", "-" if lengths is None else
+         "  ".join(f"{key} {number(value)}" for key, value in lengths.items())),
+        ("time span", "-" if facts["time"] is None else time_span(facts["time"])),
+        ("filters", f"--min-rating {facts['filters']['min_rating']:g}  "
+                    f"--k-core {facts['filters']['k_core']}"),
+        ("dropped", f"{dropped['rows_min_rating']:,} rows by --min-rating, "
+                    f"{dropped['rows_k_core']:,} by --k-core; {dropped['users_too_short']:,} "
+                    "users with < 3 interactions (training only)"),
+        ("split", f"train targets {split['train_targets']:,}  validation {split['val']:,}  "
+                  f"test {split['test']:,}"),
+    ]
+
+
+def number(value: float) -> str:
+    """A sequence length or percentile for reading: at most one decimal (1131.4, 12)."""
+    return f"{round(value, 1):,g}" if abs(value) < 1e6 else f"{value:,.0f}"
+
+
+def time_span(time: dict) -> str:
+    """`2020-09-13 -> 2021-01-07 (116 days)` (date-times below a day) when describe_file
+    found epoch seconds (first_date set), else the first and last values as they are."""
+    first, last = time["first"], time["last"]
+    if time["first_date"] is None:
+        return f"{number(first)} -> {number(last)} (not epoch seconds: shown as found)"
+    shape = "%Y-%m-%d" if last - first >= 86400 else "%Y-%m-%d %H:%M:%S UTC"
+    dates = [datetime.fromtimestamp(t, UTC).strftime(shape) for t in (first, last)]
+    return f"{dates[0]} -> {dates[1]} ({duration(last - first)})"
+
+
+def duration(seconds: float) -> str:
+    """A time span in the largest unit it holds twice: days, hours, minutes, else seconds."""
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:,.0f} {unit}"
+    return f"{seconds:g} seconds"
 
 
 @data_app.command("download")

@@ -434,6 +434,34 @@ def test_the_csv_and_movielens_runs_write_identical_metrics(ml100k_csv, runner, 
     assert len(config_json["data_fingerprint"]["sha256"]) == 64
 
 
+def test_data_info_is_a_table_for_reading(runner, tmp_path):
+    """Rounded numbers, percentiles on one row, the time span as dates; --json keeps the raw
+    facts (the sparsity 1 - 8 / 15 and the p99 of lengths 2, 1, 5 unrounded)."""
+    from lossbench.cli import app
+
+    rows = [("a", "x", 5, "2024-05-01"), ("a", "y", 1, "2024-05-03"),
+            ("b", "x", 5, "2024-05-04"), ("c", "x", 2, "2024-05-01"),
+            ("c", "y", 2, "2024-05-02"), ("c", "z", 2, "2024-05-05"),
+            ("c", "w", 2, "2024-05-07"), ("c", "v", 2, "2024-05-11")]
+    path = write(tmp_path / "t.csv", rows=rows)
+    raw = json.loads(runner.invoke(app, ["data", "info", str(path), "--json"]).stdout)
+    assert raw["sparsity"] == 1 - 8 / 15
+    assert raw["sequence_length"]["p99"] == pytest.approx(4.94)
+    result = runner.invoke(app, ["data", "info", str(path)])
+    assert result.exit_code == 0, result.output
+    table = {line.split("│")[1].strip(): line.split("│")[2].strip()
+             for line in result.stdout.splitlines() if line.count("│") == 3}
+    assert table["format"] == "csv (delimiter ',')"
+    assert table["columns used"] == ("user = user_id  item = item_id  time = timestamp  "
+                                     "rating = rating")
+    assert table["sparsity"] == "46.67 %"
+    assert table["sequence length"] == ("min 1  p25 1.5  p50 2  p75 3.5  p90 4.4  p99 4.9  "
+                                        "max 5  mean 2.7")
+    assert table["time span"] == "2024-05-01 -> 2024-05-11 (10 days)"
+    assert table["split"] == "train targets 3  validation 1  test 1"
+    assert "0.4666" not in result.stdout and "4.94" not in result.stdout
+
+
 def test_a_missing_column_names_the_option_to_type(runner, tmp_path):
     from lossbench.cli import app
 
