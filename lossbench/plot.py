@@ -1,14 +1,17 @@
-"""Figures of a results folder. Draws only what `report` returns: the groups of
-`report.summarize`, the per-epoch rows of `report.load_runs`, bands from
-`report.curve_band`, and `sweep.json` via `report.load_sweep`. Computes no statistic itself.
+"""Figures of a results folder. Draws only what `report` returns: the groups and puzzle
+spans of `report.summarize`, the per-epoch rows of `report.load_runs`, bands from
+`report.curve_band`, and `sweep.json` via `report.load_sweep`.
+Computes no statistic itself; it only compares runs for equality, to name a group that is
+identical to another in the legend (`identical_groups`).
 
     runs = report.load_runs(results_dir)
     paths = plot_results(runs, report.summarize(runs), results_dir, fmt="png")
 
 Figures (in <results_dir>/plots/): loss_curves (training and validation loss, the picture of
-the double descent), val_metrics, weights (the strategies' logged state over epochs: θ, DWA
-and uncertainty weights, GCS/PCGrad cosines; only when some run has any), sweep (sweep
-folders).
+the double descent, with the puzzle epochs on a strip under the validation panel),
+val_metrics, weights (the strategies' logged state over epochs: θ, DWA and uncertainty
+weights, GCS/PCGrad cosines; only when some run has any), sweep (sweep folders). A figure
+of one seed says "1 seed, no band".
 Matplotlib's object API with the Agg canvas: no pyplot, no global figure state.
 """
 
@@ -42,6 +45,10 @@ VAL_METRICS = {"val_acc": "accuracy@1 (fraction)", "val_hr10": "HR@10 (fraction)
                "val_ndcg10": "NDCG@10"}
 """Validation metrics drawn in val_metrics, with their axis labels."""
 BAND_ALPHA = 0.15
+PUZZLE_ALPHA = 0.35
+PUZZLE_STRIP = "puzzle strip"
+"""Label (Axes.get_label) of the thin axes under the validation loss panel that holds the
+puzzle spans."""
 
 
 def group_colors(groups: list[dict]) -> dict[str, tuple]:
@@ -78,20 +85,70 @@ def draw_band(ax: Axes, curves: list[np.ndarray], color: tuple, label: str,
     return line
 
 
-def legend_label(group: dict) -> str:
-    """`flood b=0.1 (n=3)`, with the number of diverged seeds when there are any."""
+def seed_columns(group: dict, runs: dict[str, Run]) -> dict[int, dict[str, np.ndarray]]:
+    """{seed: {column: its values over epochs}} of the group's metrics.csv files, every
+    column but `seconds` (wall time differs between otherwise identical runs)."""
+    return {seed: {k: np.array([row[k] for row in runs[name].rows], dtype=float)
+                   for k in (runs[name].rows[:1] or [{}])[0] if k != "seconds"}
+            for name, seed in zip(group["runs"], group["seeds"], strict=True) if name in runs}
+
+
+def identical_groups(groups: list[dict], runs: dict[str, Run]) -> dict[str, str]:
+    """{label: label of the first earlier group it equals}, for each group whose runs equal
+    that group's seed by seed: the same seeds, per seed the same metrics.csv columns and
+    values at every epoch (nan equals nan; `seconds` aside), and the same summary values
+    (`values`). A flooded group whose flooding never acted (flood_frac 0 at every epoch) is
+    one: it equals its no-flood baseline number for number, so its curves hide under it."""
+    tables = {g["label"]: seed_columns(g, runs) for g in groups}
+
+    def same(a: dict, z: dict) -> bool:
+        ca, cz = tables[a["label"]], tables[z["label"]]
+        return (bool(ca) and ca.keys() == cz.keys() and a["values"] == z["values"]
+                and all(ca[s].keys() == cz[s].keys()
+                        and all(np.array_equal(ca[s][k], cz[s][k], equal_nan=True)
+                                for k in ca[s]) for s in ca))
+
+    found: dict[str, str] = {}
+    for i, g in enumerate(groups):
+        match = next((e for e in groups[:i] if e["label"] not in found and same(g, e)), None)
+        if match is not None:
+            found[g["label"]] = match["label"]
+    return found
+
+
+def legend_label(group: dict, same_as: str | None = None) -> str:
+    """`flood b=0.1 (n=3)`, with the number of diverged seeds when there are any, and
+    `flood b=8.5 (= plain; n=3)` when the group is identical to another (identical_groups)."""
     extra = f", {len(group['diverged_seeds'])} diverged" if group["diverged_seeds"] else ""
-    return f"{group['label']} (n={len(group['seeds'])}{extra})"
+    same = f"= {same_as}; " if same_as else ""
+    return f"{group['label']} ({same}n={len(group['seeds'])}{extra})"
+
+
+def band_note(seed_counts: list[int], confidence: float) -> str:
+    """What a figure's shading means, for its title: `mean over seeds, shaded 95%
+    t-interval`; `1 seed, no band` when no group has 2 seeds (a t-interval needs 2); the
+    first with `(none for 1-seed groups)` when only some lack it. seed_counts: one per group."""
+    n = max(seed_counts, default=0)
+    if n < 2:
+        return f"{n} seed{'s' * (n != 1)}, no band"
+    ci = f"mean over seeds, shaded {round(100 * confidence)}% t-interval"
+    return ci + (" (none for 1-seed groups)" if min(seed_counts) < 2 else "")
+
+
+def epoch_axis(ax: Axes) -> None:
+    """Grid, `epoch` label and integer ticks on an axes whose x is the epoch."""
+    ax.grid(alpha=0.3)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def new_figure(n_panels: int, title: str) -> tuple[Figure, list[Axes]]:
+    """A row of n_panels panels against epoch under a two-line title."""
     fig = Figure(figsize=(max(4.8 * n_panels, 7.0), 4.8), layout="constrained")
     axes = list(np.atleast_1d(fig.subplots(1, n_panels)))
     fig.suptitle(title, fontsize=11)
     for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epoch_axis(ax)
     return fig, axes
 
 
@@ -102,21 +159,45 @@ def add_legend(fig: Figure, handles: list) -> None:
                    ncols=min(len(handles), 3))
 
 
+def loss_axes(title: str, n_lanes: int) -> tuple[Figure, Axes, Axes, Axes | None]:
+    """The training loss panel (left), the validation loss panel (right) and, when n_lanes
+    > 0, a thin strip of n_lanes lanes under the validation panel, sharing its epochs
+    (labelled PUZZLE_STRIP); else None for the strip."""
+    if not n_lanes:
+        fig, (train_ax, val_ax) = new_figure(2, title)
+        return fig, train_ax, val_ax, None
+    fig = Figure(figsize=(9.6, 4.8 + 0.15 * n_lanes), layout="constrained")
+    fig.suptitle(title, fontsize=11)
+    grid = fig.add_gridspec(2, 2, height_ratios=[1.0, 0.04 + 0.06 * n_lanes])
+    train_ax, val_ax = fig.add_subplot(grid[:, 0]), fig.add_subplot(grid[0, 1])
+    strip = fig.add_subplot(grid[1, 1], sharex=val_ax, label=PUZZLE_STRIP)
+    for ax in (train_ax, val_ax, strip):
+        epoch_axis(ax)
+    val_ax.set_xlabel("")
+    val_ax.tick_params(labelbottom=False)
+    strip.set_yticks([])
+    strip.set_ylabel("puzzle", rotation=0, fontsize=8, ha="right", va="center")
+    return fig, train_ax, val_ax, strip
+
+
 def loss_figure(groups: list[dict], runs: dict[str, Run], colors: dict, summary: dict,
-                log_loss: bool) -> Figure:
+                log_loss: bool, same: dict[str, str]) -> Figure:
     """Two panels: training loss (total before flooding, with b dashed) and validation
-    loss, mean over seeds with the band, one colour per group."""
-    ci = round(100 * summary["options"]["confidence"])
-    fig, (train_ax, val_ax) = new_figure(
-        2, f"Loss curves: mean over seeds, shaded {ci}% t-interval\n"
-           f"{describe_settings(summary['settings'])}")
+    loss, mean over seeds with the band, one colour per group; the puzzle epochs on a strip
+    under the validation panel (puzzle_lanes), never over the curves. `same`: the
+    groups identical to another (identical_groups), named so in the legend."""
+    confidence = summary["options"]["confidence"]
+    lanes = puzzle_lanes(groups, summary, same)
+    fig, train_ax, val_ax, strip = loss_axes(
+        f"Loss curves: {band_note([len(g['seeds']) for g in groups], confidence)}\n"
+        f"{describe_settings(summary['settings'])}", len(lanes))
     handles: list = []
     for i, g in enumerate(groups):
         color, lw = colors[g["label"]], line_width(i, len(groups))
         draw_band(train_ax, group_curves(g, runs, "train_loss"), color, g["label"],
-                  summary["options"]["confidence"], lw)
-        line = draw_band(val_ax, group_curves(g, runs, "val_loss"), color, legend_label(g),
-                         summary["options"]["confidence"], lw)
+                  confidence, lw)
+        line = draw_band(val_ax, group_curves(g, runs, "val_loss"), color,
+                         legend_label(g, same.get(g["label"])), confidence, lw)
         if g["b"] > 0:
             train_ax.axhline(g["b"], color=color, ls="--", lw=1.2)
         if line is not None:
@@ -125,9 +206,10 @@ def loss_figure(groups: list[dict], runs: dict[str, Run], colors: dict, summary:
         handles.append(Line2D([], [], color="grey", ls="--", lw=1.2, label="flood level b"))
     train_ax.set_title("training loss L_main + θ·L_aux (before flooding)", fontsize=10)
     train_ax.set_ylabel("loss (nats)")
-    if shade_overconfidence(val_ax, groups, colors, summary):
-        handles.append(Patch(color="grey", alpha=0.25, label="val loss ↑ while acc, NDCG ↑ "
-                             "(the seed's puzzle; darker = more seeds)"))
+    if strip is not None:
+        draw_puzzle_strip(strip, lanes, colors)
+        handles.append(Patch(color="grey", alpha=PUZZLE_ALPHA, label=(
+            "puzzle: val loss ↑ while acc, NDCG ↑ (darker: more seeds)")))
     val_ax.set_title("validation loss", fontsize=10)
     val_ax.set_ylabel("cross-entropy (nats)")
     if log_loss:
@@ -140,19 +222,30 @@ def loss_figure(groups: list[dict], runs: dict[str, Run], colors: dict, summary:
     return fig
 
 
-def shade_overconfidence(ax: Axes, groups: list[dict], colors: dict, summary: dict) -> bool:
-    """Shade, in each group's colour, the epochs that report's `overconfidence` found per run
-    (validation loss rising while accuracy and NDCG@10 rise); seeds overlap, so a darker band
-    means more seeds. Returns whether anything was shaded."""
-    labels = {g["label"] for g in groups}
-    shaded = False
+def puzzle_lanes(groups: list[dict], summary: dict, same: dict[str, str]
+                 ) -> dict[str, list[list]]:
+    """{group label: the puzzle spans [[first, last], ...] of each of its runs that has
+    any}, from report's `overconfidence` (validation loss rising while accuracy and
+    NDCG@10 rise), in group order; groups identical to another (`same`) are left out, their
+    spans being that group's."""
+    lanes: dict[str, list[list]] = {g["label"]: [] for g in groups if g["label"] not in same}
     for entry in summary.get("overconfidence", []):
-        if entry["label"] not in labels:
-            continue
-        for first, last in entry["spans"]:
-            ax.axvspan(first - 0.5, last + 0.5, color=colors[entry["label"]], alpha=0.08, lw=0)
-            shaded = True
-    return shaded
+        if entry["label"] in lanes and entry["spans"]:
+            lanes[entry["label"]].append(entry["spans"])
+    return {label: spans for label, spans in lanes.items() if spans}
+
+
+def draw_puzzle_strip(ax: Axes, lanes: dict[str, list[list]], colors: dict) -> None:
+    """One lane per group, top to bottom in order; each run's span [first, last] is a bar
+    from first - 0.5 to last + 0.5 in the group's colour, translucent, so that where
+    seeds overlap the bar is darker."""
+    n = len(lanes)
+    for i, (label, per_run) in enumerate(lanes.items()):
+        for spans in per_run:
+            for first, last in spans:
+                ax.axvspan(first - 0.5, last + 0.5, ymin=(n - i - 0.9) / n,
+                           ymax=(n - i - 0.1) / n, color=colors[label], alpha=PUZZLE_ALPHA,
+                           lw=0)
 
 
 def has_values(groups: list[dict], runs: dict[str, Run], column: str) -> bool:
@@ -160,18 +253,20 @@ def has_values(groups: list[dict], runs: dict[str, Run], column: str) -> bool:
 
 
 def metrics_figure(groups: list[dict], runs: dict[str, Run], colors: dict,
-                   summary: dict) -> Figure | None:
+                   summary: dict, same: dict[str, str]) -> Figure | None:
     """One panel per validation metric that has values, against epoch."""
     columns = [c for c in VAL_METRICS if has_values(groups, runs, c)]
     if not columns:
         return None
-    fig, axes = new_figure(len(columns), "Validation metrics at each epoch\n"
+    note = band_note([len(g["seeds"]) for g in groups], summary["options"]["confidence"])
+    fig, axes = new_figure(len(columns), f"Validation metrics at each epoch: {note}\n"
                                          + describe_settings(summary["settings"]))
     handles = []
     for ax, column in zip(axes, columns, strict=True):
         for i, g in enumerate(groups):
             line = draw_band(ax, group_curves(g, runs, column), colors[g["label"]],
-                             legend_label(g), summary["options"]["confidence"],
+                             legend_label(g, same.get(g["label"])),
+                             summary["options"]["confidence"],
                              line_width(i, len(groups)))
             if line is not None and column == columns[0]:
                 handles.append(line)
@@ -198,21 +293,23 @@ def state_columns(groups: list[dict], runs: dict[str, Run]) -> list[str]:
 
 
 def weights_figure(groups: list[dict], runs: dict[str, Run], colors: dict,
-                   summary: dict) -> Figure | None:
+                   summary: dict, same: dict[str, str]) -> Figure | None:
     """One panel per state column (state_columns): its value at the end of each epoch (θ)
     or its epoch mean (cosines), mean over seeds with a band, for the groups that log it."""
     columns = state_columns(groups, runs)
     if not columns:
         return None
-    fig, axes = new_figure(len(columns), "Strategy state over epochs (weights, θ, cosines)\n"
-                           + describe_settings(summary["settings"]))
+    note = band_note([len(g["seeds"]) for g in groups], summary["options"]["confidence"])
+    fig, axes = new_figure(len(columns), "Strategy state over epochs (weights, θ, cosines): "
+                           f"{note}\n{describe_settings(summary['settings'])}")
     handles: dict[str, Line2D] = {}
     for ax, column in zip(axes, columns, strict=True):
         for i, g in enumerate(groups):
             curves = [c for c in group_curves(g, runs, column) if len(c)]
             if column == "theta" and all((c == 1.0).all() for c in curves):
                 continue  # θ is 1 for strategies that do not reweight
-            line = draw_band(ax, curves, colors[g["label"]], legend_label(g),
+            line = draw_band(ax, curves, colors[g["label"]],
+                             legend_label(g, same.get(g["label"])),
                              summary["options"]["confidence"], line_width(i, len(groups)))
             if line is not None:
                 handles.setdefault(g["label"], line)
@@ -285,10 +382,10 @@ def make_figures(runs: list[Run], summary: dict, sweep: dict | None = None,
     summary["groups"], curves from the rows of the runs they name."""
     groups = summary["groups"]
     by_name = {r.dir.name: r for r in runs if r.summary is not None}
-    colors = group_colors(groups)
-    figures = {"loss_curves": loss_figure(groups, by_name, colors, summary, log_loss),
-               "val_metrics": metrics_figure(groups, by_name, colors, summary),
-               "weights": weights_figure(groups, by_name, colors, summary),
+    colors, same = group_colors(groups), identical_groups(groups, by_name)
+    figures = {"loss_curves": loss_figure(groups, by_name, colors, summary, log_loss, same),
+               "val_metrics": metrics_figure(groups, by_name, colors, summary, same),
+               "weights": weights_figure(groups, by_name, colors, summary, same),
                "sweep": sweep_figure(sweep, summary) if sweep else None}
     return {name: fig for name, fig in figures.items() if fig is not None}
 

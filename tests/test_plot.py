@@ -1,9 +1,11 @@
 """plot.py: the figure objects hold the expected curves, and files come out as valid
 PNG / SVG / PDF. Real run folders from tests/tiny.toml (4 strategies x 3 seeds, shared with
-test_report)."""
+test_report; at b = 4, below plain's training loss, flood never acts and equals plain;
+reweight's training loss is lower and reweight-flood acts)."""
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -63,6 +65,51 @@ def test_no_theta_figure_without_reweight_and_log_scale(loaded):
     assert "weights" not in figures
     assert all(ax.get_yscale() == "log" for ax in figures["loss_curves"].axes)
     assert len(figures["loss_curves"].axes[1].get_lines()) == 2
+
+
+def legend_texts(fig) -> list[str]:
+    return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+
+
+def test_legend_names_groups_identical_to_another_from_their_numbers(loaded):
+    runs, summary = loaded
+    figures = plot.make_figures(runs, summary)
+    assert legend_texts(figures["loss_curves"])[:4] == [
+        "plain (n=3)", "reweight (n=3)", "flood b=4 (= plain; n=3)", "reweight-flood b=4 (n=3)"]
+    assert "flood b=4 (= plain; n=3)" in legend_texts(figures["val_metrics"])
+    changed = copy.deepcopy(runs)  # one number of one flood run differs: no longer identical
+    flood = next(r for r in changed if r.config["strategy"] == "flood")
+    flood.rows[-1]["val_loss"] += 1e-6
+    assert "flood b=4 (n=3)" in legend_texts(plot.make_figures(changed, summary)["loss_curves"])
+
+
+def test_puzzle_epochs_sit_on_a_strip_under_the_validation_panel(loaded):
+    runs, summary = loaded
+    assert len(plot.make_figures(runs, summary)["loss_curves"].axes) == 2  # no puzzle, no strip
+    puzzle = [{"label": label, "seed": seed, "spans": [[2, 3]]}
+              for label in ("plain", "flood b=4", "reweight") for seed in (0, 1)]
+    fig = plot.make_figures(runs, {**summary, "overconfidence": puzzle})["loss_curves"]
+    train_ax, val_ax, strip = fig.axes
+    assert strip.get_label() == plot.PUZZLE_STRIP and not val_ax.patches  # none over curves
+    assert strip.get_shared_x_axes().joined(strip, val_ax)
+    fig.draw_without_rendering()
+    assert strip.get_position().y1 < val_ax.get_position().y0  # under the panel
+    assert strip.get_position().height < val_ax.get_position().height / 3  # a thin strip
+    bars = strip.patches  # one per run: plain and reweight; flood b=4 is plain's lane
+    assert [(p.get_x(), p.get_width()) for p in bars] == [(1.5, 2.0)] * 4
+    assert len({p.get_facecolor() for p in bars}) == 2
+    assert any(t.startswith("puzzle: val loss ↑") for t in legend_texts(fig))
+
+
+def test_one_seed_figures_say_one_seed_no_band(loaded):
+    runs, summary = loaded
+    for name, fig in plot.make_figures(runs, summary).items():
+        assert "shaded 95% t-interval" in fig.get_suptitle(), name
+    one = [r for r in runs if r.config["seed"] == 0]
+    figures = plot.make_figures(one, report.summarize(one))
+    for name, fig in figures.items():
+        assert "1 seed, no band" in fig.get_suptitle(), name
+        assert "interval" not in fig.get_suptitle(), name
 
 
 def test_sweep_figure_marks_selected_b(loaded):
