@@ -1,6 +1,6 @@
 """Figures of a results folder. Draws only what `report` returns: the groups and puzzle
 spans of `report.summarize`, the per-epoch rows of `report.load_runs`, bands from
-`report.curve_band`, and `sweep.json` via `report.load_sweep`.
+`report.curve_band`, and `sweep.json` via `report.load_sweep` (drawn by plot_sweep.py).
 Computes no statistic itself; it only compares runs for equality, to name a group that is
 identical to another in the legend (`identical_groups`).
 
@@ -10,8 +10,9 @@ identical to another in the legend (`identical_groups`).
 Figures (in <results_dir>/plots/): loss_curves (training and validation loss, the picture of
 the double descent, with the puzzle epochs on a strip under the validation panel),
 val_metrics, weights (the strategies' logged state over epochs: θ, DWA and uncertainty
-weights, GCS/PCGrad cosines; only when some run has any), sweep (sweep folders). A figure
-of one seed says "1 seed, no band".
+weights, GCS/PCGrad cosines; only when some run has any), sweep (sweep folders: the metric
+against the swept value, and for a flood level sweep the paired difference from the no-flood
+baseline, seed by seed). A figure of one seed says "1 seed, no band".
 Matplotlib's object API with the Agg canvas: no pyplot, no global figure state.
 """
 
@@ -29,6 +30,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from lossbench.errors import ConfigError
+from lossbench.plot_sweep import BAND_ALPHA, sweep_figure
 from lossbench.recorder import COLUMNS
 from lossbench.report import Run, curve_band, load_sweep
 from lossbench.report_tables import describe_settings
@@ -44,7 +46,6 @@ STATE_LABELS = {"theta": "θ, weight of L_aux (end of epoch)",
 VAL_METRICS = {"val_acc": "accuracy@1 (fraction)", "val_hr10": "HR@10 (fraction)",
                "val_ndcg10": "NDCG@10"}
 """Validation metrics drawn in val_metrics, with their axis labels."""
-BAND_ALPHA = 0.15
 PUZZLE_ALPHA = 0.35
 PUZZLE_STRIP = "puzzle strip"
 """Label (Axes.get_label) of the thin axes under the validation loss panel that holds the
@@ -316,62 +317,6 @@ def weights_figure(groups: list[dict], runs: dict[str, Run], colors: dict,
         ax.set_title(column, fontsize=10)
         ax.set_ylabel(STATE_LABELS.get(column, column))
     add_legend(fig, list(handles.values()))
-    return fig
-
-
-def sweep_entries(sweep: dict) -> dict:
-    """sweep.json's per-value statistics: `per_value` (any parameter), or `per_b` (flood
-    level sweeps, and sweeps written before `lossbench sweep` existed)."""
-    entries = sweep.get("per_value", sweep.get("per_b"))
-    return entries if isinstance(entries, dict) else {}
-
-
-def sweep_points(sweep: dict, part: str) -> dict[str, np.ndarray]:
-    """b, mean, lo, hi arrays (sorted by the swept value, under the key "b") of sweep.json's
-    per-value statistics [value][part]; missing -> nan."""
-    def get(entry: dict, key: str) -> float:
-        value = (entry.get(part) or {}).get(key)
-        return float("nan") if value is None else float(value)
-
-    items = sorted((float(b), entry) for b, entry in sweep_entries(sweep).items())
-    return {"b": np.array([b for b, _ in items]),
-            **{k: np.array([get(e, k) for _, e in items]) for k in ("mean", "lo", "hi")}}
-
-
-def sweep_figure(sweep: dict, summary: dict) -> Figure | None:
-    """The selected validation metric and the matching test metric against the swept value
-    (b, or the parameter in sweep.json's `param`), with bands;
-    the selected value as a dashed vertical line. None when sweep.json has no entries."""
-    entries = sweep_entries(sweep)
-    if not entries:
-        return None
-    param = sweep.get("param", "b")
-    selected = sweep.get("selected", sweep.get("selected_b"))
-    first = next(iter(entries.values()), {}) or {}
-    select = (first.get("val") or {}).get("metric") or sweep.get("select", "val_loss")
-    test = (first.get("test") or {}).get("metric") or "test_" + select.removeprefix("val_")
-    what = "Flood level sweep: b" if param == "b" else f"Parameter sweep: {param}"
-    fig, axes = new_figure(2, f"{what} selected on {select} (validation only)\n"
-                              f"{describe_settings(summary['settings'])} · mean over seeds, "
-                              "shaded interval from sweep.json")
-    unit = " (nats)" if select.endswith("loss") else ""
-    for ax, part, name, color in zip(axes, ("val", "test"), (select, test), ("C0", "C3"),
-                                     strict=True):
-        p = sweep_points(sweep, part)
-        ax.plot(p["b"], p["mean"], color=color, marker="o", lw=1.8, label=f"{name} mean")
-        ax.fill_between(p["b"], p["lo"], p["hi"], color=color, alpha=BAND_ALPHA, lw=0)
-        if selected is not None:
-            ax.axvline(float(selected), color="k", ls="--", lw=1.2,
-                       label=f"selected {param} = {float(selected):g}")
-        ax.set_xlabel("flood level b (nats)" if param == "b" else param)
-        ax.set_ylabel(name + unit)
-        ax.set_title(("validation: " if part == "val" else "test (not used to select): ")
-                     + name, fontsize=10)
-        ax.legend(fontsize=9, loc="best")
-    b = sweep_points(sweep, "val")["b"]
-    pad = 0.05 * (b.max() - b.min() or 1.0)
-    for ax in axes:  # the same b axis on both panels, even where a point is missing
-        ax.set_xlim(b.min() - pad, b.max() + pad)
     return fig
 
 

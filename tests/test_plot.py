@@ -1,20 +1,23 @@
 """plot.py: the figure objects hold the expected curves, and files come out as valid
 PNG / SVG / PDF. Real run folders from tests/tiny.toml (4 strategies x 3 seeds, shared with
 test_report; at b = 4, below plain's training loss, flood never acts and equals plain;
-reweight's training loss is lower and reweight-flood acts)."""
+reweight's training loss is lower and reweight-flood acts), and a flood level sweep of it."""
 
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from lossbench import plot, report
+from lossbench import api, plot, plot_sweep, report
 from lossbench.errors import ConfigError
 from lossbench.recorder import write_json
 
+TINY = Path(__file__).with_name("tiny.toml")
 MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF-", "svg": b"<?xml"}
 SWEEP = {"select": "val_loss", "selected_b": 0.2, "grid": [0.0, 0.1, 0.2],
          "per_b": {"0": {"val": {"mean": 3.4, "lo": 3.3, "hi": 3.5},
@@ -67,11 +70,29 @@ def test_no_theta_figure_without_reweight_and_log_scale(loaded):
     assert len(figures["loss_curves"].axes[1].get_lines()) == 2
 
 
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory) -> dict[int, Path]:
+    """`lossbench sweep-b` of tiny on b = 1 (below its training loss of ~7.5: never acts,
+    equals plain) and b = 8 (acts), with 1 seed, then the same sweep with 2 seeds in a
+    copy of it (seed 0's runs are reused): {n_seeds: sweep folder}."""
+    one = Path(api.sweep_b(b_grid=[1.0, 8.0], seeds=1, config=TINY,
+                           out=tmp_path_factory.mktemp("one-seed"))["dir"])
+    two = tmp_path_factory.mktemp("two-seeds") / one.name
+    shutil.copytree(one, two)
+    api.sweep_b(b_grid=[1.0, 8.0], seeds=2, config=TINY, out=two.parent)
+    return {1: one, 2: two}
+
+
+def figures_of(folder: Path) -> dict:
+    runs = report.load_runs(folder)
+    return plot.make_figures(runs, report.summarize(runs), report.load_sweep(folder))
+
+
 def legend_texts(fig) -> list[str]:
     return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
 
 
-def test_legend_names_groups_identical_to_another_from_their_numbers(loaded):
+def test_legend_names_groups_identical_to_another_from_their_numbers(loaded, sweeps):
     runs, summary = loaded
     figures = plot.make_figures(runs, summary)
     assert legend_texts(figures["loss_curves"])[:4] == [
@@ -81,6 +102,8 @@ def test_legend_names_groups_identical_to_another_from_their_numbers(loaded):
     flood = next(r for r in changed if r.config["strategy"] == "flood")
     flood.rows[-1]["val_loss"] += 1e-6
     assert "flood b=4 (n=3)" in legend_texts(plot.make_figures(changed, summary)["loss_curves"])
+    texts = legend_texts(figures_of(sweeps[2])["loss_curves"])
+    assert "flood b=1 (= plain; n=2)" in texts and "flood b=8 (n=2)" in texts
 
 
 def test_puzzle_epochs_sit_on_a_strip_under_the_validation_panel(loaded):
@@ -101,7 +124,7 @@ def test_puzzle_epochs_sit_on_a_strip_under_the_validation_panel(loaded):
     assert any(t.startswith("puzzle: val loss ↑") for t in legend_texts(fig))
 
 
-def test_one_seed_figures_say_one_seed_no_band(loaded):
+def test_one_seed_figures_say_one_seed_no_band(loaded, sweeps):
     runs, summary = loaded
     for name, fig in plot.make_figures(runs, summary).items():
         assert "shaded 95% t-interval" in fig.get_suptitle(), name
@@ -110,18 +133,74 @@ def test_one_seed_figures_say_one_seed_no_band(loaded):
     for name, fig in figures.items():
         assert "1 seed, no band" in fig.get_suptitle(), name
         assert "interval" not in fig.get_suptitle(), name
+    sweep = figures_of(sweeps[1])["sweep"]
+    assert "1 seed, no band" in sweep.get_suptitle()
+    assert "1 seed, no band" not in figures_of(sweeps[2])["sweep"].get_suptitle()
 
 
-def test_sweep_figure_marks_selected_b(loaded):
+def test_sweep_draws_the_baseline_as_a_line_and_the_paired_difference_per_seed(sweeps):
+    folder = sweeps[2]
+    sweep = json.loads((folder / "sweep.json").read_text())
+    fig = figures_of(folder)["sweep"]
+    val_ax, test_ax, val_diff, test_diff = fig.axes
+    (mean,) = [line for line in val_ax.get_lines() if line.get_label() == "val_loss: mean"]
+    assert list(mean.get_xdata()) == [1.0, 8.0]  # no point at b = 0 ...
+    low, high = val_ax.get_xlim()
+    assert 0.5 < low < 1.0 and 8.0 < high < 8.5  # ... so the grid spans the axis
+    (base,) = [line for line in val_ax.get_lines() if line.get_label().startswith("plain")]
+    plain = sweep["per_value"]["0"]["val"]["per_seed"]
+    assert list(base.get_ydata()) == pytest.approx([np.mean(plain)] * 2)
+    assert list(base.get_xdata()) == [0, 1]  # axes fraction: a horizontal line
+    assert all(e["seeds"] == [0, 1] for e in sweep["per_value"].values())
+    expected = [[sweep["per_value"][b]["val"]["per_seed"][s] - plain[s] for b in ("1", "8")]
+                for s in (0, 1)]
+    seed_lines = [line for line in val_diff.get_lines() if line.get_linewidth() == 0.9]
+    np.testing.assert_allclose([line.get_ydata() for line in seed_lines], expected)
+    assert [e[0] for e in expected] == [0.0, 0.0]  # b = 1 never acted: the same as plain
+    assert not val_diff.collections  # 2 seeds: no paired t-band, the seeds themselves
+    assert val_diff.get_ylabel() == "val_loss − plain (nats)"
+    assert test_diff.get_xlabel().startswith("flood level b")
+    dashed = [line for line in val_ax.get_lines() if line.get_linestyle() == "--"]
+    if sweep["selected"] == 0:
+        assert base.get_label().endswith("selected") and not dashed
+    else:
+        assert list(dashed[0].get_xdata()) == [sweep["selected"]] * 2
+
+
+def test_paired_band_needs_three_seeds():
+    """Differences at b = 1 over 3 seeds (0.1, 0.2, 0.3: mean 0.2, t-band 0.2 ± 0.248) and at
+    b = 2 over 2 seeds (no band): the band covers b = 1 only."""
+    from matplotlib.figure import Figure
+
+    paired = {1.0: {"seeds": [0, 1, 2], "diffs": [0.1, 0.2, 0.3], "mean": 0.2, "lo": -0.048,
+                    "hi": 0.448, "n": 3},
+              2.0: {"seeds": [0, 1], "diffs": [0.4, 0.6], "mean": 0.5, "lo": -0.77,
+                    "hi": 1.77, "n": 2}}
+    ax = Figure().subplots()
+    plot_sweep.draw_paired_panel(ax, paired, "C0", "plain", 0.95)
+    seeds = [list(line.get_ydata()) for line in ax.get_lines() if line.get_linewidth() == 0.9]
+    assert seeds == [[0.1, 0.4], [0.2, 0.6], [0.3]]
+    (band,) = ax.collections
+    assert band.get_label() == "paired 95% t-interval"
+    assert band.get_paths()[0].get_extents().ymin == pytest.approx(-0.048)
+    assert band.get_paths()[0].get_extents().ymax == pytest.approx(0.448)
+
+
+def test_sweep_figure_of_an_old_sweep_json_and_of_another_parameter(loaded):
     runs, summary = loaded
     fig = plot.make_figures(runs, summary, sweep=SWEEP)["sweep"]
-    val_ax, test_ax = fig.axes
+    val_ax, test_ax = fig.axes  # no paired runs of this sweep in the folder: one row
     marker = [line for line in val_ax.get_lines() if line.get_linestyle() == "--"]
     assert list(marker[0].get_xdata()) == [0.2, 0.2]
-    assert list(solid_lines(val_ax)[0].get_xdata()) == [0.0, 0.1, 0.2]
+    assert list(solid_lines(val_ax)[0].get_xdata()) == [0.1, 0.2]
+    assert solid_lines(val_ax)[1].get_label().startswith("b = 0 (no flooding")
     assert val_ax.get_xlabel().startswith("flood level b") and test_ax.get_ylabel() == (
         "test_loss (nats)")
     assert "sweep" not in plot.make_figures(runs, summary, sweep={"select": "val_loss"})
+    w_sweep = {**SWEEP, "param": "w", "selected": 0.1, "per_value": SWEEP["per_b"]}
+    val_ax, _ = plot.make_figures(runs, summary, sweep=w_sweep)["sweep"].axes
+    assert list(solid_lines(val_ax)[0].get_xdata()) == [0.0, 0.1, 0.2]  # no baseline: all
+    assert len(val_ax.collections) == 1 and val_ax.get_xlabel() == "w"  # sweep.json's band
 
 
 @pytest.mark.parametrize("fmt", ["png", "svg", "pdf"])
