@@ -63,16 +63,14 @@ NoArgsIsHelpError = getattr(_click.exceptions, "NoArgsIsHelpError", ())
 Abort = getattr(typer.core, "Abort", None) or getattr(_click.exceptions, "Abort", ())
 
 from lossbench.cli_display import (  # noqa: E402
-    ProgressEvents,
     console,
     err_console,
-    make_progress,
     print_flood_advice,
     print_group_tables,
     runs_table,
-    stop_progress,
     sweep_table,
 )
+from lossbench.cli_progress import ProgressBars, make_progress, stop_progress  # noqa: E402
 
 
 class OneLineErrors(TyperGroup):
@@ -194,11 +192,10 @@ def run(
         overrides.update(strategy_options(ctx, strategy))
         runs = api.plan(strategy=strategy, config=config, seeds=seeds, **overrides)
         ensure_data(runs[0])
-        n_runs = len(runs)
         progress = make_progress()
         try:
             comparison = api.run(strategy=strategy, config=config, seeds=seeds, out=out,
-                                 name=name, events=ProgressEvents(progress, n_runs),
+                                 name=name, events=ProgressBars(progress),
                                  jobs=jobs, threads=threads, restart=not resume, fuse=fuse,
                                  backend=backend, address=address, storage=storage,
                                  num_cpus=num_cpus, num_gpus=num_gpus, **overrides)
@@ -348,7 +345,7 @@ def sweep_command(ctx: typer.Context, strategy: str, param: str, grid: str | Non
         try:
             result = api.sweep(strategy=strategy, param=param, grid=grid,
                                value_range=value_range, select=select, seeds=seeds,
-                               config=config, out=out, events=ProgressEvents(progress, seeds),
+                               config=config, out=out, events=ProgressBars(progress),
                                on_grid=show_grid, **how, **overrides)
         finally:
             stop_progress(progress)

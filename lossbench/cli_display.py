@@ -11,14 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from lossbench.errors import LossbenchError
@@ -33,48 +25,6 @@ def fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return "-" if value is None else str(value)
-
-
-def run_label(cfg) -> str:
-    """`strategy b=... seed=...`: how progress names a run."""
-    return f"{cfg.strategy} b={cfg.b:g} seed={cfg.seed}"
-
-
-class ProgressEvents:
-    """Renders `experiment.Events` as two rich progress bars: runs, and epochs of the run."""
-
-    def __init__(self, progress: Progress, total_runs: int) -> None:
-        self.progress = progress
-        self.runs = progress.add_task("runs", total=total_runs)
-        self.epochs = progress.add_task("epochs", total=1)
-
-    def run_started(self, cfg, index: int, total: int) -> None:
-        self.progress.start()  # only once there is work: errors before it print alone
-        self.progress.update(self.runs, total=total)
-        self.progress.update(self.runs, description=f"run {index + 1}/{total}")
-        self.progress.reset(self.epochs, total=cfg.epochs, description=run_label(cfg))
-
-    def epoch_done(self, cfg, row: dict) -> None:
-        self.progress.update(self.epochs, advance=1,
-                             description=f"{run_label(cfg)} val_loss={row['val_loss']:.4f}")
-
-    def run_finished(self, outcome) -> None:
-        self.progress.advance(self.runs)
-        if outcome.skipped:
-            self.progress.console.print(f"skipped (already complete): {outcome.dir}")
-
-
-def make_progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                    console=console, transient=False)
-
-
-def stop_progress(progress: Progress) -> None:
-    """Stop the bars if they ever started (`Progress.stop` on bars that never started still
-    prints a blank line, which would precede a bad-input error)."""
-    if progress.live.is_started:
-        progress.stop()
 
 
 def runs_table(comparison) -> Table:

@@ -29,6 +29,7 @@ import lossbench
 from lossbench import strategies as registry
 from lossbench.config import RunConfig, validate
 from lossbench.errors import ConfigError, LossbenchError
+from lossbench.events import Events
 from lossbench.recorder import (
     RunRecorder,
     config_hash,
@@ -66,14 +67,6 @@ class Comparison:
 
     dir: Path
     runs: list[RunOutcome] = field(default_factory=list)
-
-
-class Events:
-    """Progress hooks for a caller that displays things (the CLI); all optional no-ops."""
-
-    def run_started(self, cfg: RunConfig, index: int, total: int) -> None: ...
-    def epoch_done(self, cfg: RunConfig, row: dict) -> None: ...
-    def run_finished(self, outcome: RunOutcome) -> None: ...
 
 
 def expand_strategies(names: list[str]) -> list[str]:
@@ -165,6 +158,7 @@ def run_comparison(base: RunConfig, strategies: list[str], seeds: list[int],
         resolve_jobs(jobs, len(runs), base.device)  # a bad --jobs fails before anything is written
     comparison = Comparison(Path(out) / (name or experiment_name(base)))
     created = make_folder(comparison.dir)
+    events.runs_planned(runs)
     try:
         run_all(runs, comparison, events, jobs=jobs, threads=threads, restart=restart,
                 fuse=not on_ray(jobs) and resolve_fuse(fuse, base.device))
@@ -273,51 +267,46 @@ def run_group(cfgs: list[RunConfig], parent: Path, events: Events,
 
 
 def run_all(runs: list[RunConfig], comparison: Comparison, events: Events, *,
-            offset: int = 0, total: int | None = None, jobs: int | str | RayOptions = 1,
-            threads: int | None = None, restart: bool = False, fuse: bool = False) -> None:
+            jobs: int | str | RayOptions = 1, threads: int | None = None,
+            restart: bool = False, fuse: bool = False) -> None:
     """Run (or skip, when complete on disk) each run, appending to `comparison.runs` in plan
-    order. `offset`/`total` number the runs for progress when one comparison is run in
-    several batches (a sweep). With `jobs` > 1 (after `resolve_jobs`) the runs go to that
-    many worker processes; with a `RayOptions` they are Ray tasks (`ray_backend.run_ray`);
-    with `fuse` the runs of each fusable group train together in this process (`run_group`,
-    lossbench/fused.py). Each run uses `thread_share(jobs, threads)` torch threads."""
-    total = len(runs) + offset if total is None else total
+    order, with the `Events` of each run (the caller has announced them: `runs_planned`).
+    With `jobs` > 1 (after `resolve_jobs`) the runs go to that many worker processes; with a
+    `RayOptions` they are Ray tasks (`ray_backend.run_ray`); with `fuse` the runs of each
+    fusable group train together in this process (`run_group`, lossbench/fused.py). Each run
+    uses `thread_share(jobs, threads)` torch threads."""
     if on_ray(jobs):
         from lossbench.ray_backend import run_ray
 
-        run_ray(runs, comparison, events, offset=offset, total=total,
-                threads=thread_share(1, threads), restart=restart, options=jobs)
+        run_ray(runs, comparison, events, threads=thread_share(1, threads), restart=restart,
+                options=jobs)
         return
     if fuse:
         from lossbench.fused import fusable_groups
 
         torch.set_num_threads(thread_share(1, threads))
-        index = offset
         for group in fusable_groups(runs):
             for cfg in group:
-                events.run_started(cfg, index, total)
-                index += 1
+                events.run_started(cfg)
             for outcome in run_group(group, comparison.dir, events, restart):
                 comparison.runs.append(outcome)
                 events.run_finished(outcome)
         return
     jobs = resolve_jobs(jobs, len(runs), runs[0].device) if runs else 1
     if jobs > 1 and len(runs) > 1:
-        run_parallel(runs, comparison, events, offset, total, jobs, thread_share(jobs, threads),
-                     restart)
+        run_parallel(runs, comparison, events, jobs, thread_share(jobs, threads), restart)
         return
     torch.set_num_threads(thread_share(1, threads))
     busy = []
-    for index, cfg in enumerate(runs, start=offset):
-        events.run_started(cfg, index, total)
+    for cfg in runs:
+        events.run_started(cfg)
         outcome = run_one(cfg, comparison.dir, events, wait=False, restart=restart)
         if outcome is None:  # another process runs it: come back when the rest is done
-            busy.append((index, cfg))
+            busy.append(cfg)
             continue
         comparison.runs.append(outcome)
         events.run_finished(outcome)
-    for index, cfg in busy:
-        events.run_started(cfg, index, total)
+    for cfg in busy:
         outcome = run_one(cfg, comparison.dir, events, wait=True, restart=restart)
         comparison.runs.append(outcome)
         events.run_finished(outcome)

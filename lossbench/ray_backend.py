@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import lossbench
 from lossbench.errors import ConfigError, LossbenchError
+from lossbench.events import QueueEvents, forward_events
 from lossbench.recorder import is_complete, read_json, read_metrics, run_dir_name
 from lossbench.run_store import (
     FINAL_FILES,
@@ -56,7 +57,8 @@ from lossbench.run_store import (
 
 if TYPE_CHECKING:  # experiment (and so torch) is imported where it is used: the StoreServer
     from lossbench.config import RunConfig  # actor's process then starts in a blink
-    from lossbench.experiment import Comparison, Events
+    from lossbench.events import Events
+    from lossbench.experiment import Comparison
 
 INSTALL = 'pip install "lossbench[ray]"'
 POLL_SECONDS = 0.2
@@ -140,11 +142,12 @@ def check_reachable(address: str | None, timeout: float = 5.0) -> None:
                           f"{exc.strerror or exc}") from None
 
 
-def train_remote(cfg: RunConfig, store: RunStore | Served, threads: int, version: str
-                 ) -> dict:
+def train_remote(index: int, cfg: RunConfig, store: RunStore | Served, threads: int,
+                 version: str, messages: Any) -> dict:
     """A Ray task: download the run's files from `store` into a scratch folder, `run_one`
     there (skipped when complete, resumed from a checkpoint), ship the files back (StoreSync,
-    then FINAL_FILES), and return the summary and rows."""
+    then FINAL_FILES), and return the summary and rows. Its events go to the driver on the
+    Ray queue `messages` (`QueueEvents`, the run known by its `index`)."""
     import ray
     import torch
 
@@ -162,7 +165,8 @@ def train_remote(cfg: RunConfig, store: RunStore | Served, threads: int, version
         run_dir.mkdir()
         for file, data in call(store, "get", name).items():
             (run_dir / file).write_bytes(data)
-        sync = StoreSync(store, name, run_dir)
+        sync = StoreSync(store, name, run_dir, QueueEvents(messages, index))
+        sync.run_started(cfg)
         try:
             outcome = run_one(cfg, Path(scratch), sync, wait=True)
         except LossbenchError as exc:  # name the store, not the scratch folder
@@ -173,12 +177,14 @@ def train_remote(cfg: RunConfig, store: RunStore | Served, threads: int, version
     return {"summary": outcome.summary, "rows": outcome.rows, "skipped": outcome.skipped}
 
 
-def run_ray(runs: list[RunConfig], comparison: Comparison, events: Events, *, offset: int,
-            total: int, threads: int, restart: bool, options: RayOptions) -> None:
+def run_ray(runs: list[RunConfig], comparison: Comparison, events: Events, *, threads: int,
+            restart: bool, options: RayOptions) -> None:
     """`experiment.run_all` on Ray: every run not complete in the results folder becomes a
     `train_remote` task with `options`' resources and `threads` torch threads; outcomes are
-    appended to `comparison.runs` in plan order. Progress is reported per finished run, as
-    with local worker processes (`run_started`, `run_finished`; no `epoch_done`)."""
+    appended to `comparison.runs` in plan order. Each task's events reach `events` here
+    through a Ray queue, as the local workers' do."""
+    from ray.util.queue import Queue
+
     from lossbench.experiment import RunOutcome, run_lock
 
     if not runs:
@@ -196,12 +202,12 @@ def run_ray(runs: list[RunConfig], comparison: Comparison, events: Events, *, of
                                             retry_exceptions=False)
     outcomes: dict[int, RunOutcome] = {}
     names = [run_dir_name(dataclasses.asdict(cfg)) for cfg in runs]
+    messages = Queue(actor_options={"num_cpus": 0})
 
     def finished(i: int, outcome: RunOutcome) -> None:
+        forward_events(messages.get_nowait_batch(messages.qsize()), runs, events)
         outcomes[i] = outcome
         events.run_finished(outcome)
-        if len(outcomes) < len(runs):
-            events.run_started(outcome.cfg, offset + len(outcomes), total)
 
     def dispatch(indices: list[int]) -> None:
         pending = {}
@@ -209,16 +215,19 @@ def run_ray(runs: list[RunConfig], comparison: Comparison, events: Events, *, of
             for i in indices:
                 run_dir = comparison.dir / names[i]
                 if is_complete(run_dir, dataclasses.asdict(runs[i])):
+                    events.run_started(runs[i])
                     finished(i, RunOutcome(runs[i], run_dir, read_json(run_dir / "summary.json"),
                                            read_metrics(run_dir / "metrics.csv"), skipped=True))
                     continue
                 if restart:
                     store.delete(names[i], ("checkpoint.pkl",))
                     results.delete(names[i], ("checkpoint.pkl",))
-                pending[task.remote(runs[i], remote_store, threads, lossbench.__version__)] = i
+                pending[task.remote(i, runs[i], remote_store, threads, lossbench.__version__,
+                                    messages)] = i
             while pending:
                 with sigterm_between_waits():
                     ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+                forward_events(messages.get_nowait_batch(messages.qsize()), runs, events)
                 for ref in ready:
                     i = pending.pop(ref)
                     result = get_result(ray, ref)
@@ -233,7 +242,6 @@ def run_ray(runs: list[RunConfig], comparison: Comparison, events: Events, *, of
             raise
 
     with ExitStack() as locks:
-        events.run_started(runs[0], offset, total)
         free, busy = [], []
         for i in range(len(runs)):
             lock = run_lock(comparison.dir / names[i], wait=False)

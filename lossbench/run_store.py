@@ -143,21 +143,27 @@ def open_store(ray: Any, options: RayOptions, results: Path
 
 class StoreSync:
     """The `experiment.Events` of a remote run: after every epoch EPOCH_FILES go from the
-    scratch folder to the store; the first time, an old summary.json (of an interrupted
-    attempt) leaves the store too, as `RunRecorder.start` removes it locally."""
+    scratch folder to the store (the first time, an old summary.json of an interrupted
+    attempt leaves the store too, as `RunRecorder.start` removes it locally), and the
+    events go on to `forward` (the driver's queue)."""
 
-    def __init__(self, store: RunStore | Served, name: str, run_dir: Path) -> None:
-        self.store, self.name, self.run_dir = store, name, run_dir
+    def __init__(self, store: RunStore | Served, name: str, run_dir: Path, forward: Any
+                 ) -> None:
+        self.store, self.name, self.run_dir, self.forward = store, name, run_dir, forward
         self.started = False
 
-    def run_started(self, cfg: RunConfig, index: int, total: int) -> None: ...
+    def runs_planned(self, cfgs: list[RunConfig]) -> None: ...
     def run_finished(self, outcome: Any) -> None: ...
+
+    def run_started(self, cfg: RunConfig) -> None:
+        self.forward.run_started(cfg)
 
     def epoch_done(self, cfg: RunConfig, row: dict) -> None:
         if not self.started:
             call(self.store, "delete", self.name, ("summary.json",))
             self.started = True
         self.upload(EPOCH_FILES)
+        self.forward.epoch_done(cfg, row)
 
     def upload(self, names: tuple[str, ...]) -> None:
         files = {n: (self.run_dir / n).read_bytes() for n in names if (self.run_dir / n).exists()}

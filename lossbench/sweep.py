@@ -211,19 +211,24 @@ def sweep(base: RunConfig, *, strategy: str = "flood", param: str = "b",
     fuse = not on_ray(jobs) and resolve_fuse(fuse, base.device)
     try:
         first = ([runs_for(baseline, 0.0, s) for s in seeds] if baseline else [])
+
+        def grid_runs(values: list[float]) -> list[RunConfig]:
+            return [runs_for(strategy, v, s) for v in values if v or param != "b"
+                    for s in seeds]
+
+        events.runs_planned(first + (grid_runs(grid) if grid is not None else []))
         level = None
         if first:
-            planned = None if grid is None else len(seeds) * (1 + len([b for b in grid if b]))
-            run_all(first, folder, events, jobs=jobs, threads=threads, total=planned,
-                    restart=restart, fuse=fuse)
-            if grid is None:
+            run_all(first, folder, events, jobs=jobs, threads=threads, restart=restart,
+                    fuse=fuse)
+            if grid is None:  # the grid follows from the baseline: its runs are planned now
                 grid, level = default_grid(folder.runs)
+                events.runs_planned(grid_runs(grid))
         assert grid is not None
         if on_grid is not None:
             on_grid(grid, level)
-        rest = [runs_for(strategy, v, s) for v in grid if v or param != "b" for s in seeds]
-        run_all(rest, folder, events, offset=len(first), jobs=jobs, threads=threads,
-                restart=restart, total=len(first) + len(rest), fuse=fuse)
+        rest = grid_runs(grid)
+        run_all(rest, folder, events, jobs=jobs, threads=threads, restart=restart, fuse=fuse)
     except ConfigError:
         remove_empty(created)
         raise

@@ -11,7 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,10 +19,11 @@ import torch
 
 from lossbench.config import RunConfig
 from lossbench.errors import ConfigError, Terminated, raise_terminated
+from lossbench.events import Events, QueueEvents, drain, forward_events
 from lossbench.trainer import resolve_device
 
 if TYPE_CHECKING:
-    from lossbench.experiment import Comparison, Events, RunOutcome
+    from lossbench.experiment import Comparison, RunOutcome
 
 
 DEFAULT_THREADS = 1
@@ -60,10 +61,13 @@ def thread_share(jobs: int, threads: int | None = None) -> int:
     return threads or DEFAULT_THREADS
 
 
-def worker_init(threads: int, counter) -> None:
+def worker_init(threads: int, counter, messages) -> None:
     """A worker process: its share of the CPU threads, its own GPU when there are GPUs (worker
-    i uses cuda:i mod n_gpus, so `--jobs` = number of GPUs gives one process per device), and
-    SIGTERM unwinds like Ctrl-C."""
+    i uses cuda:i mod n_gpus, so `--jobs` = number of GPUs gives one process per device),
+    SIGTERM unwinds like Ctrl-C, and its runs' events go to the parent through `messages`
+    (`QueueEvents`)."""
+    global _messages
+    _messages = messages
     torch.set_num_threads(threads)
     with counter.get_lock():
         index = counter.value
@@ -76,6 +80,8 @@ def worker_init(threads: int, counter) -> None:
 
 _worker_busy = False
 """True while a worker process trains a run (run_in_worker)."""
+_messages = None
+"""This worker's end of the parent's event queue (worker_init)."""
 
 
 def worker_signal(signum: int, frame: object) -> None:
@@ -88,16 +94,20 @@ def worker_signal(signum: int, frame: object) -> None:
     raise_terminated(signum, frame)
 
 
-def run_in_worker(cfg: RunConfig, parent: Path, restart: bool) -> RunOutcome | None:
-    """`run_one` in a worker process. Interrupted, the worker marks its run interrupted and
-    exits: the pool would otherwise hand it the next queued run and train on after the
-    parent has stopped (concurrent.futures catches every exception of a call)."""
-    from lossbench.experiment import Events, run_one
+def run_in_worker(index: int, cfg: RunConfig, parent: Path, restart: bool
+                  ) -> RunOutcome | None:
+    """`run_one` in a worker process, its events sent to the parent (`QueueEvents`, the run
+    known by its `index` in the parent's list). Interrupted, the worker marks its run
+    interrupted and exits: the pool would otherwise hand it the next queued run and train on
+    after the parent has stopped (concurrent.futures catches every exception of a call)."""
+    from lossbench.experiment import run_one
 
     global _worker_busy
     try:
         _worker_busy = True
-        return run_one(cfg, parent, Events(), True, restart)
+        events = QueueEvents(_messages, index)
+        events.run_started(cfg)
+        return run_one(cfg, parent, events, True, restart)
     except Terminated:
         os._exit(143)
     except KeyboardInterrupt:
@@ -120,28 +130,34 @@ def worker_context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def run_parallel(runs: list[RunConfig], comparison: Comparison, events: Events, offset: int,
-                 total: int, jobs: int, threads: int, restart: bool = False) -> None:
+POLL_SECONDS = 0.2
+"""How often the parent of worker processes passes their events on while it waits."""
+
+
+def run_parallel(runs: list[RunConfig], comparison: Comparison, events: Events, jobs: int,
+                 threads: int, restart: bool = False) -> None:
     """`run_in_worker` for every run in `jobs` worker processes (see worker_context) with
     `threads` torch threads each. Every run's randomness comes from its own seeds, so the
-    results equal a sequential execution with the same thread count. Progress is reported per
-    finished run."""
+    results equal a sequential execution with the same thread count. Each run's events
+    (started, every epoch, finished) reach `events` in this process as they happen."""
     context = worker_context()
     if resolve_device(runs[0].device).type == "cuda":
         jobs = min(jobs, torch.cuda.device_count())  # at most one process per GPU
+    messages = context.SimpleQueue()
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=worker_init,
-                               initargs=(threads, context.Value("i", 0)))
+                               initargs=(threads, context.Value("i", 0), messages))
     outcomes: dict[int, RunOutcome] = {}
     try:
-        futures = {pool.submit(run_in_worker, cfg, comparison.dir, restart): i
+        futures = {pool.submit(run_in_worker, i, cfg, comparison.dir, restart): i
                    for i, cfg in enumerate(runs)}
-        events.run_started(runs[0], offset, total)
-        for future in as_completed(futures):
-            outcome = future.result()
-            outcomes[futures[future]] = outcome
-            events.run_finished(outcome)
-            if len(outcomes) < len(runs):
-                events.run_started(outcome.cfg, offset + len(outcomes), total)
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+            forward_events(drain(messages), runs, events)  # a run's events, then its outcome
+            for future in done:
+                outcome = future.result()
+                outcomes[futures[future]] = outcome
+                events.run_finished(outcome)
     except BaseException:
         for process in list(getattr(pool, "_processes", {}).values()):
             if process.is_alive():

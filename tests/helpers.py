@@ -55,3 +55,32 @@ def assert_rows_close(got: list[dict], want: list[dict], n_examples: int, label:
         for column, value in row.items():
             assert close(column, value, expected[column], n_examples), (
                 f"{label} epoch {row['epoch']} {column}: {value} against {expected[column]}")
+
+
+class EventLog:
+    """An `Events` that records, per run label (`strategy seed`), the events it got: e.g.
+    ["started", "epoch 1", "epoch 2", "finished"]; `planned` counts the runs announced."""
+
+    def __init__(self) -> None:
+        self.by_run: dict[str, list[str]] = {}
+        self.planned = 0
+
+    @staticmethod
+    def label(cfg) -> str:
+        return f"{cfg.strategy} b={cfg.b:g} {sorted(cfg.params.items())} s{cfg.seed}"
+
+    def runs_planned(self, cfgs) -> None:
+        self.planned += len(cfgs)
+
+    def run_started(self, cfg) -> None:
+        self.by_run.setdefault(self.label(cfg), []).append("started")
+
+    def epoch_done(self, cfg, row: dict) -> None:
+        self.by_run.setdefault(self.label(cfg), []).append(f"epoch {row['epoch']}")
+
+    def run_finished(self, outcome) -> None:
+        self.by_run.setdefault(self.label(outcome.cfg), []).append(
+            "skipped" if outcome.skipped else "finished")
+
+    def every_run_was(self, *events: str) -> bool:
+        return bool(self.by_run) and all(got == list(events) for got in self.by_run.values())

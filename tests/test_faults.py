@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+from helpers import EventLog
+
 from lossbench import api
 from lossbench.cli import app
 from lossbench.workers import worker_context
@@ -164,6 +166,16 @@ def test_default_parallel_jobs_give_the_same_results_as_sequential(runner, tiny,
     for folder in folders:
         twin = tmp_path / "s" / folder.relative_to(tmp_path / "p")
         assert metrics_without_seconds(folder) == metrics_without_seconds(twin)
+
+
+def test_parallel_workers_report_each_epoch_to_the_parent(tiny, tmp_path):
+    """With --jobs 2 every run's epochs reach the command's events as they happen, between
+    its start and its finish (what the progress bars draw)."""
+    events = EventLog()
+    api.run(strategy=["plain", "flood"], config=tiny, seeds=2, b=3.0, jobs=2, out=tmp_path,
+            events=events)
+    assert events.planned == 4 and len(events.by_run) == 4
+    assert events.every_run_was("started", "epoch 1", "epoch 2", "epoch 3", "finished")
 
 
 def test_two_processes_on_the_same_out_never_share_a_run(tiny, tmp_path):

@@ -247,6 +247,8 @@ def test_the_cli_fuses_what_it_can_and_matches_unfused(runner, tmp_path):
     for flag, out in (("--fuse", "f"), ("--no-fuse", "u")):
         result = runner.invoke(app, [*args, flag, "--out", str(tmp_path / out)])
         assert result.exit_code == 0, result.output
+        assert "runs 5/5 done, 0 running; epochs" in result.stdout  # every epoch reported
+        assert "15/15" in result.stdout
     fused = sorted(p.relative_to(tmp_path / "f") for p in (tmp_path / "f").glob("*/*"))
     assert fused == sorted(p.relative_to(tmp_path / "u") for p in (tmp_path / "u").glob("*/*"))
     pairs = []

@@ -19,10 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import EventLog
 
 from lossbench import api
 from lossbench.errors import ConfigError, DataError
-from lossbench.experiment import Events, experiment_name
+from lossbench.experiment import experiment_name
 from lossbench.ray_backend import RayOptions
 from lossbench.recorder import run_dir_name
 
@@ -110,26 +111,16 @@ def descends_from_us(pid: int) -> bool:
     return False
 
 
-class Recorder(Events):
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def run_started(self, cfg, index, total) -> None:
-        self.calls.append(f"started {index}/{total}")
-
-    def run_finished(self, outcome) -> None:
-        self.calls.append("finished")
-
-
 # --- with Ray --------------------------------------------------------------------------
 
 
 def test_ray_gives_the_local_files_and_a_rerun_skips(ray_session, tiny, tmp_path):
     kwargs = {"strategy": ["plain", "reweight-flood"], "config": tiny, "b": 3.0}
     local = api.run(**kwargs, out=tmp_path / "local")
-    events = Recorder()
+    events = EventLog()
     remote = api.run(**kwargs, out=tmp_path / "ray", backend="ray", events=events)
-    assert events.calls == ["started 0/2", "finished", "started 1/2", "finished"]
+    assert events.planned == 2 and len(events.by_run) == 2
+    assert events.every_run_was("started", "epoch 1", "epoch 2", "epoch 3", "finished")
     assert [r.dir.name for r in remote.runs] == [r.dir.name for r in local.runs]
     for ours, theirs in zip(remote.runs, local.runs, strict=True):
         assert sorted(p.name for p in ours.dir.iterdir()) == [

@@ -66,6 +66,8 @@ def test_default_grid_comes_from_the_baseline(runner, tiny, tmp_path):
     sweep = json.loads((folder / "sweep.json").read_text())
     level = sweep["grid_from_baseline_loss"]
     assert level > 0 and len(sweep["grid"]) == 8  # b = 0 and seven fractions of the level
+    # the grid's runs join the progress once the baseline has given the grid: 1 + 7 runs
+    assert "runs 8/8 done, 0 running; epochs" in result.stdout and "24/24" in result.stdout
     assert max(sweep["grid"]) == pytest.approx(1.1 * level, rel=1e-2)
 
 
