@@ -131,7 +131,7 @@ def test_filters_reach_the_task(tmp_path):
     write_ratings(tmp_path, "ml-1m", ROWS)
     task = movielens(tmp_path, dataset="ml-1m", min_rating=2, max_len=3)
     assert task.info["n_interactions"] == 6 and task.info["min_rating"] == 2
-    with pytest.raises(DataError, match="left after min_rating = 0 and k_core = 6"):
+    with pytest.raises(DataError, match="left after --min-rating 0 and --k-core 6"):
         movielens(tmp_path, dataset="ml-1m", k_core=6)
 
 
