@@ -144,10 +144,13 @@ def duration(seconds: float) -> str:
 def data_download(
     dataset: Annotated[str, typer.Argument(help="ml-100k or ml-1m.")],
     data_dir: Annotated[str, typer.Option(
+        metavar="DIR",
         help="Data folder (default $LOSSBENCH_DATA_DIR, else ~/.cache/lossbench).")] = "",
     url: Annotated[str | None, typer.Option(
+        metavar="URL",
         help="Archive URL instead of GroupLens (or set $LOSSBENCH_MOVIELENS_URL_BASE).")] = None,
     sha256: Annotated[str | None, typer.Option(
+        metavar="HEX",
         help="Expected SHA-256 of the archive (default: the published one).")] = None,
 ) -> None:
     """Download, verify and extract a MovieLens data set; uses it if it is already there."""
