@@ -4,9 +4,9 @@
     lossbench experiments --json       # the same with each file's path (copy one to change it)
     lossbench run --config ml-100k     # run one by its name (lossbench.bundled.resolve_config)
 
-Registered in cli.py with `app.command("experiments")(experiments_command)`. Importing this
-module imports no torch (typer, rich, lossbench.bundled); cli.py's `guard` is imported when
-the command runs, as cli_export.py does.
+Registered in cli.py with `app.command("experiments", short_help=EXPERIMENTS_HELP)(
+experiments_command)`. Importing this module imports no torch (typer, rich,
+lossbench.bundled); cli.py's `guard` is imported when the command runs, as cli_export.py does.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import typer
 from lossbench.bundled import describe_bundled
 from lossbench.cli_display import console
 
+EXPERIMENTS_HELP = "List the experiment files that ship with lossbench."
+"""The command's one-sentence summary in `lossbench --help`."""
 JsonOpt = Annotated[bool, typer.Option(
     "--json", help="Print name, description and path of each file as JSON.")]
 
