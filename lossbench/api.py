@@ -129,11 +129,18 @@ def sweep_b(strategy: str = "flood", b_grid: str | list[float] | None = None,
 
 
 def strategies() -> list[dict]:
-    """`lossbench strategies`: every registered strategy (plugins from entry points too) with
-    its flooded variants, parameters, defaults, baseline and citation."""
-    from lossbench.strategies import describe
+    """`lossbench strategies`: every registered weighting (plugins from entry points too)
+    with its flooded variants, formula, parameters, defaults, baseline and citation, then
+    the two flooding modifiers (X-flood, X-iflood) with their flood-level settings."""
+    from lossbench.strategies import Param, describe
+    from lossbench.strategies.registry import describe_flooding
 
-    return describe()
+    defaults = RunConfig()
+    b = Param("b", defaults.b, "flood level of X-flood, on the scale of the weighted total",
+              lo=0.0)
+    b_example = Param("b_example", defaults.b_example, "flood level of X-iflood, on the "
+                      "scale of one L_main example; negative = b")
+    return describe() + describe_flooding(b, b_example)
 
 
 def report(results_dir: str | Path, window: int = 5, rise: float = 1.03,

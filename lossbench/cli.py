@@ -7,8 +7,10 @@ Every command goes through `guard`, the one place where bad input (`LossbenchErr
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
+import textwrap
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 import typer.core
-from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from lossbench.cli_options import (
@@ -205,9 +207,14 @@ def run(
         print_flood_advice(comparison)
         if len(comparison.runs) > 1:
             print_group_tables(comparison.dir)
-        console.print(f"results: {comparison.dir}")
-        console.print(f"next: lossbench report {comparison.dir}  |  "
-                      f"lossbench plot {comparison.dir}")
+        print_next(comparison.dir)
+
+
+def print_next(folder: Path | str) -> None:
+    """Where the results are and what to run next (after `run`, `sweep` and `sweep-b`)."""
+    console.print(f"results: {folder}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"next: lossbench report {folder}  |  lossbench plot {folder}",
+                  markup=False, highlight=False, soft_wrap=True)  # whole, to copy and paste
 
 
 def strategy_options(ctx: typer.Context, strategies: list[str] | None) -> dict[str, Any]:
@@ -351,17 +358,16 @@ def sweep_command(ctx: typer.Context, strategy: str, param: str, grid: str | Non
             stop_progress(progress)
         console.print(sweep_table(result))
         console.print(f"selected {param} = {result['selected']:g}: {result['why']}")
-        console.print(f"results: {result['dir']}")
+        print_next(result["dir"])
 
 
 @app.command("strategies", short_help="List every strategy: formula, parameters, citation.")
 def strategies_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
 ) -> None:
-    """Every registered strategy: flooded variants, parameters with defaults and ranges,
-    logged state, the baseline it is compared with, and its citation."""
-    import json
-
+    """Every registered strategy: its formula, parameters with defaults and ranges, logged
+    state, flooded variants, the baseline it is compared with, and its citation; then the
+    flooding modifiers and their flood levels."""
     from lossbench import api
 
     with guard():
@@ -369,23 +375,30 @@ def strategies_command(
         if as_json:
             print(json.dumps(rows, indent=2, default=str))
             return
-        table = Table(title="lossbench strategies (any weighting X also as X-flood: |L - b| + "
-                            "b on the total, and X-iflood: per L_main example)")
-        for column in ("strategy", "what it does", "parameters (default, range)", "logs",
-                       "baseline", "citation"):
-            table.add_column(column, overflow="fold")
         for row in rows:
-            params = "\n".join(f"{p['name']} = {p['default']}"
-                               + (f" ({p['range']})" if p["range"] else "")
-                               for p in row["params"]) or "-"
-            kind = " [gradients]" if row["gradients"] else ""
-            table.add_row(row["name"] + kind, row["doc"], params,
-                          ", ".join(row["logs"]) or "-", row["baseline"], row["citation"])
-        console.print(table)
-        console.print("groups: all = plain, reweight, flood, reweight-flood (the seed's four); "
-                      "builtins = every built-in weighting + flood, reweight-flood, iflood. "
-                      "Plugins: --strategy module:Class or the entry-point group "
-                      "lossbench.strategies.", markup=False, highlight=False)
+            console.print(strategy_block(row), highlight=False)
+        console.print("Groups: all = plain, reweight, flood, reweight-flood; builtins = every "
+                      "built-in weighting, flood, reweight-flood, iflood. Plugins: --strategy "
+                      "module:Class, or the entry-point group lossbench.strategies.",
+                      markup=False, highlight=False)
+
+
+def strategy_block(row: dict) -> Text:
+    """One strategy of `lossbench strategies`: its name, formula, parameters, logs, flooded
+    variants, baseline and citation, as lines that wrap in any terminal width."""
+    kind = " (combines gradients)" if row["gradients"] else ""
+    text = Text(f"{row['name']}{kind}\n", style="bold")
+    text.append(textwrap.indent(row["doc"], "    ") + "\n")
+    for p in row["params"]:
+        bound = f", {p['range']}" if p["range"] else ""
+        text.append(f"  --{p['name'].replace('_', '-')} {p['type']} = {p['default']}{bound}: "
+                    f"{p['doc']}\n")
+    facts = [("logs", ", ".join(row["logs"])), ("as", ", ".join(row["variants"])),
+             ("compared with", row["baseline"]), ("citation", row["citation"])]
+    for name, value in facts:
+        if value and value != "-":
+            text.append(f"  {name}: {value}\n")
+    return text
 
 
 def chosen_folder(results_dir: Path | None, out: Path) -> Path:
@@ -442,8 +455,10 @@ def plot_command(
 
 
 from lossbench.cli_data import data_app, ensure_data  # noqa: E402  (the data commands use guard)
+from lossbench.cli_experiments import EXPERIMENTS_HELP, experiments_command  # noqa: E402
 from lossbench.cli_export import export_command  # noqa: E402
 
 app.add_typer(data_app, name="data",
               short_help="Describe your interactions file; download MovieLens.")
 app.command("export", short_help="Export runs to MLflow or TensorBoard.")(export_command)
+app.command("experiments", short_help=EXPERIMENTS_HELP)(experiments_command)

@@ -84,15 +84,25 @@ def test_strategies_command_lists_every_strategy(runner):
     result = runner.invoke(app, ["strategies", "--json"])
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.stdout)}
-    assert list(rows)[:7] == ["plain", "weighted", "reweight", "uncertainty", "dwa", "gcs",
-                              "pcgrad"]
+    assert list(rows) == ["plain", "weighted", "reweight", "uncertainty", "dwa", "gcs",
+                          "pcgrad", "X-flood", "X-iflood"]
     assert rows["weighted"]["params"][0] | {} == {"name": "w", "type": "float",
                                                   "default": 0.5, "range": ">= 0",
                                                   "doc": "fixed weight of L_aux"}
     assert all(row["citation"] for row in rows.values())
+    assert not any("shared/" in row["citation"] or ".txt" in row["citation"]
+                   for row in rows.values())  # papers a reader can find, no paths of ours
     assert rows["gcs"]["gradients"] and rows["dwa"]["logs"] == ["w_main", "w_aux"]
+    for name, formula in (("uncertainty", "L = L_main / (2 exp(s_main))"),
+                          ("dwa", "w_k = K exp(r_k / T)"), ("gcs", "g = g_main + g_aux")):
+        assert formula in rows[name]["doc"], name  # the whole description, not its first line
+    levels = {row["name"]: [p["name"] for p in row["params"]] for row in rows.values()}
+    assert levels["X-flood"] == ["b", "b_reweight"] and levels["X-iflood"] == ["b_example", "b"]
+    assert {"flood", "reweight-flood"} <= set(rows["X-flood"]["variants"])
+    assert "iflood" in rows["X-iflood"]["variants"]
     table = runner.invoke(app, ["strategies"])
-    assert table.exit_code == 0 and "Kendall" in table.stdout and "dwa_temp" in table.stdout
+    assert table.exit_code == 0 and "Kendall" in table.stdout and "--dwa-temp" in table.stdout
+    assert "--b-example float = 4.0" in table.stdout
     helped = runner.invoke(app, ["run", "--help"])
     assert "--dwa-temp" in helped.stdout and "--gcs-weighted" in helped.stdout
 

@@ -63,6 +63,7 @@ def test_default_grid_comes_from_the_baseline(runner, tiny, tmp_path):
     assert result.exit_code == 0, result.output
     assert "b grid from the baseline's training loss" in result.stdout
     (folder,) = tmp_path.iterdir()
+    assert f"next: lossbench report {folder}  |  lossbench plot {folder}" in result.stdout
     sweep = json.loads((folder / "sweep.json").read_text())
     level = sweep["grid_from_baseline_loss"]
     assert level > 0 and len(sweep["grid"]) == 8  # b = 0 and seven fractions of the level

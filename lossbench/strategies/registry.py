@@ -257,21 +257,58 @@ def flood_level(name: str, given: dict[str, Any], b: float, b_example: float = -
 
 def describe() -> list[dict]:
     """One entry per registered weighting for `lossbench strategies` (plugins from entry
-    points included): name, flooded variants, doc, params, logs, citation."""
+    points included): name, flooded variants, its whole docstring (the formula), params,
+    logs, citation."""
+    import inspect
+
     load_entry_points()
     rows = []
     for name, known in REGISTRY.items():
         cls = known.load()
-        doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
-        params = known.all_params
-        rows.append({"name": name, "variants": [join_name(name, f) for f in FLOOD_SUFFIX],
-                     "doc": " ".join(doc.split()), "citation": cls.citation,
+        rows.append({"name": name, "kind": "weighting",
+                     "variants": [join_name(name, f) for f in FLOOD_SUFFIX],
+                     "doc": inspect.cleandoc(cls.__doc__ or ""), "citation": cls.citation,
                      "baseline": "plain" if name != "plain" else "-",
                      "gradients": cls.needs_grads, "fusable": cls.fusable,
                      "logs": list(cls.logs),
-                     "params": [{"name": p.name, "type": p.type.__name__,
-                                 "default": p.default, "range": p.bound_text(), "doc": p.doc}
-                                for p in params]})
+                     "params": [param_row(p) for p in known.all_params]})
     return rows
 
 
+def param_row(param: Param) -> dict:
+    """A parameter as `lossbench strategies --json` lists it."""
+    return {"name": param.name, "type": param.type.__name__, "default": param.default,
+            "range": param.bound_text(), "doc": param.doc}
+
+
+FLOODING = {
+    "batch": ("Batch flooding: each step's weighted total L is replaced by |L - b| + b. Above "
+              "the flood level b this is L; below it, 2b - L, so the gradient flips sign and "
+              "the training loss is pushed back up towards b (the validation loss can then "
+              "descend a second time).",
+              "Ishida, Yamane, Sakai, Niu & Sugiyama, Do We Need Zero Training Loss After "
+              "Achieving Zero Training Error?, ICML 2020"),
+    "example": ("Example flooding (iFlood): every L_main example floods alone, l_i -> "
+                "|l_i - b| + b, before the weighting takes the batch mean; L_aux is not "
+                "flooded.",
+                "Xie, Wang, Yu, Li & Wang, iFlood: A Stable and Effective Regularizer, "
+                "ICLR 2022"),
+}
+"""The flooding modifiers: what each does, and its citation."""
+
+
+def describe_flooding(b: Param, b_example: Param) -> list[dict]:
+    """The flooding modifiers as rows like `describe`'s: `X-flood` (level `b`, or the
+    weighting's own level where it has one) and `X-iflood` (level `b_example`). The two
+    settings are the run configuration's, given by the caller (the registry does not read
+    the configuration)."""
+    own = [p for known in REGISTRY.values() if known.flood_param for p in [known.flood_param]]
+    rows = []
+    for flooding, levels in (("batch", [b, *own]), ("example", [b_example, b])):
+        doc, citation = FLOODING[flooding]
+        examples = [join_name(name, flooding) for name in list(REGISTRY)[:3]]
+        rows.append({"name": f"X{FLOOD_SUFFIX[flooding]}", "kind": "flooding",
+                     "variants": examples, "doc": doc, "citation": citation,
+                     "baseline": "X (no flooding)", "gradients": False, "fusable": True, "logs": [],
+                     "params": [param_row(p) for p in dict.fromkeys(levels)]})
+    return rows

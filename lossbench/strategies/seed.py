@@ -1,8 +1,9 @@
-"""The seed's formulas: plain, the EMA reweighting, and flooding (batch and per example).
+"""The source's formulas: plain, the EMA reweighting, and flooding (batch and per example).
 
-Source: `shared/seed/000_5259639a52d054d3.txt` (the blog post's reference code) and the
-flooding papers, Ishida et al., ICML 2020 (batch flooding, `|L - b| + b` on the total) and
-Xie et al., ICLR 2022 (iFlood: the mean over examples of `|l_i - b| + b`).
+Source: the blog post "loss reweight技术、flooding技术" that lossbench started from (its
+reference code reweights as CBiT does, Du et al., CIKM 2022), and the flooding papers,
+Ishida et al., ICML 2020 (batch flooding, `|L - b| + b` on the total) and Xie et al., ICLR
+2022 (iFlood: the mean over examples of `|l_i - b| + b`).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def reweight_theta(main: Tensor, aux: Tensor, theta_old: float, *, alpha: float,
 class Plain(Strategy):
     """L = L_main + L_aux."""
 
-    citation = "the seed's baseline (shared/seed/000_5259639a52d054d3.txt)"
+    citation = ("the unweighted sum (unitary scalarization): Kurin et al., In Defense of the "
+                "Unitary Scalarization for Deep Multi-Task Learning, NeurIPS 2022")
     fusable = True
 
     def forward(self, main: LossTerm, aux: LossTerm) -> Tensor:
@@ -59,8 +61,8 @@ class Reweight(Strategy):
     `theta` (a float) is the only state; it starts at theta0 and moves once per call."""
 
     logs = ("theta",)
-    citation = ("the seed's EMA reweighting (shared/seed/000_5259639a52d054d3.txt); "
-                "detach switch as CBiT (Du et al., 2022)")
+    citation = ("the dynamic loss reweighting of CBiT: Du et al., Contrastive Learning with "
+                "Bidirectional Transformers for Sequential Recommendation, CIKM 2022")
     fusable = True
 
     def __init__(self, *, alpha: float, lam: float, theta0: float, detach_theta: bool,
