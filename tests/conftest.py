@@ -58,8 +58,9 @@ def tiny() -> Path:
 @pytest.fixture(scope="session")
 def tiny_experiment(tmp_path_factory) -> Path:
     """One comparison shared by the report and plot tests (read-only: copy it to change it):
-    tests/tiny.toml, the four strategies, seeds 0-2, b = 4 (below tiny's training loss:
-    flooding never acts, so flood equals plain and reweight-flood equals reweight)."""
+    tests/tiny.toml, the four strategies, seeds 0-2, b = 4. Plain's training loss stays
+    above 4, so flood never acts and equals plain; reweight's total falls below 4 (about
+    3.5), so reweight-flood acts and differs from reweight."""
     from lossbench import api
 
     out = tmp_path_factory.mktemp("shared-results")

@@ -415,9 +415,10 @@ def test_plot_shades_the_puzzle_epochs():
         for i, row in enumerate(r.rows):
             row.update(val_acc=0.1 + 0.01 * i, val_ndcg10=0.2 + 0.01 * i, val_hr10=0.3)
     summary = report.summarize(runs, window=3)
-    val_ax = plot.make_figures(runs, summary)["loss_curves"].axes[1]
-    shaded = list(val_ax.patches)
-    assert len(shaded) == 2  # one span per seed
+    fig = plot.make_figures(runs, summary)["loss_curves"]
+    strip = next(ax for ax in fig.axes if ax.get_label() == plot.PUZZLE_STRIP)
+    shaded = list(strip.patches)
+    assert len(shaded) == 2  # one span per seed, on the strip under the validation panel
     assert shaded[0].get_x() == pytest.approx(6.5)
     assert shaded[0].get_width() == pytest.approx(7.0)
 
