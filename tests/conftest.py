@@ -2,25 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Hypothesis profiles: CI runs a fixed set of property examples (reproducible); locally
-    `HYPOTHESIS_PROFILE=explore python -m pytest tests/test_property.py` searches afresh.
-    Only where tests run: the xdist controller (`-n 2`, the default) runs none and is spared
-    importing hypothesis (~2 s on 2 cores, before the workers start)."""
-    if config.getoption("numprocesses", None) and not hasattr(config, "workerinput"):
-        return
-    from hypothesis import settings
-
-    settings.register_profile("ci", derandomize=True)
-    settings.register_profile("explore", max_examples=200)
-    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-
 
 TINY = Path(__file__).with_name("tiny.toml")
 

@@ -203,25 +203,34 @@ def test_sweep_figure_of_an_old_sweep_json_and_of_another_parameter(loaded):
     assert len(val_ax.collections) == 1 and val_ax.get_xlabel() == "w"  # sweep.json's band
 
 
-@pytest.mark.parametrize("fmt", ["png", "svg", "pdf"])
-def test_plot_results_writes_valid_files(loaded, tmp_path, fmt):
+def test_plot_results_writes_valid_files(loaded, tmp_path):
     runs, summary = loaded
-    paths = plot.plot_results(runs, summary, tmp_path, fmt=fmt)
-    assert [p.name for p in paths] == [f"loss_curves.{fmt}", f"val_metrics.{fmt}",
-                                       f"weights.{fmt}"]
+    paths = plot.plot_results(runs, summary, tmp_path)
+    assert [p.name for p in paths] == ["loss_curves.png", "val_metrics.png", "weights.png"]
     for path in paths:
         assert path.parent == tmp_path / "plots"
-        assert path.read_bytes().startswith(MAGIC[fmt])
+        assert path.read_bytes().startswith(MAGIC["png"])
     assert not list((tmp_path / "plots").glob(".*"))  # no temporary files left behind
 
 
-def test_plot_results_draws_sweep_json(experiment, tmp_path):
+@pytest.mark.parametrize("fmt", ["svg", "pdf"])
+def test_other_formats_are_valid_files(loaded, tmp_path, fmt):
+    """Every figure is saved the same way (save_figure): one figure shows the format."""
+    runs, summary = loaded
+    fig = plot.make_figures(runs, summary)["weights"]
+    plot.save_figure(fig, tmp_path / f"weights.{fmt}", fmt)
+    assert (tmp_path / f"weights.{fmt}").read_bytes().startswith(MAGIC[fmt])
+    assert [p.name for p in tmp_path.iterdir()] == [f"weights.{fmt}"]
+
+
+def test_a_results_folder_with_sweep_json_gets_the_sweep_figure(experiment, tmp_path):
+    """plot_results reads the folder's sweep.json (load_sweep); `lossbench plot` of a real
+    sweep writing sweep.png is tests/test_sweep.py's."""
     shutil.copytree(experiment, tmp_path / experiment.name)
     write_json(tmp_path / "sweep.json", SWEEP)
     runs = report.load_runs(tmp_path)
-    paths = plot.plot_results(runs, report.summarize(runs), tmp_path)
-    assert (tmp_path / "plots" / "sweep.png") in paths
-    assert (tmp_path / "plots" / "sweep.png").read_bytes().startswith(MAGIC["png"])
+    figures = plot.make_figures(runs, report.summarize(runs), plot.load_sweep(tmp_path))
+    assert list(figures) == ["loss_curves", "val_metrics", "weights", "sweep"]
 
 
 def test_unknown_format_is_a_config_error(loaded, tmp_path):

@@ -1,9 +1,16 @@
 """Property-based bad input: whatever a user types or writes, lossbench answers with exit 0 or
-one `error:` line and exit 2, never a traceback."""
+one `error:` line and exit 2, never a traceback.
+
+Hypothesis profiles: CI runs a fixed set of examples (`ci`, derandomized: reproducible);
+locally `HYPOTHESIS_PROFILE=explore python -m pytest tests/test_property.py` searches afresh.
+They are set here, not in conftest.py, so that only the test process that runs this file
+imports hypothesis (about 2 s on 2 cores).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +26,10 @@ CHEAP = ["--set", "task=synthetic", "--set", "n_items=20", "--set", "n_train_use
          "--set", "batch_size=16", "--set", "epochs=1", "--set", "eval_batch_size=64",
          "--set", "taste_dim=4", "--set", "markov_fanout=2", "--set", "max_len=8"]
 """Appended last, so random values never make a valid run expensive."""
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", max_examples=200)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
 FIXTURES = [HealthCheck.function_scoped_fixture]  # tmp_path is reused across examples: fine
 
 CHEAP_KEYS = sorted(set(FIELD_TYPES) - {a.split("=")[0] for a in CHEAP[1::2]} - {"seed"})
@@ -49,14 +60,14 @@ def flatten(options) -> list[str]:
     return [x for name, value in options for x in ((name,) if value is None else (name, value))]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURES)
+@settings(max_examples=20, deadline=None, suppress_health_check=FIXTURES)
 @given(options=OPTIONS)
 def test_run_with_random_options(tmp_path, options):
     args = ["run", *flatten(options), *CHEAP, "--seeds", "1", "--out", str(tmp_path / "r")]
     check(CliRunner().invoke(app, args))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=FIXTURES)
+@settings(max_examples=12, deadline=None, suppress_health_check=FIXTURES)
 @given(options=OPTIONS, grid=st.one_of(st.none(), TEXT, st.lists(NUMBER, max_size=3)
                                        .map(lambda xs: ",".join(map(str, xs)))),
        b_range=st.one_of(st.none(), TEXT, st.tuples(NUMBER, NUMBER, st.integers(-2, 3))
@@ -77,7 +88,7 @@ def toml_literal(value) -> str:
     return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURES)
+@settings(max_examples=20, deadline=None, suppress_health_check=FIXTURES)
 @given(pairs=st.dictionaries(st.sampled_from(CHEAP_KEYS + ["bogus", "task"]), TOML_VALUE,
                              max_size=4),
        junk=st.one_of(st.just(""), TEXT, st.binary(max_size=20).map(lambda b: b.decode("latin-1"))))
@@ -89,7 +100,7 @@ def test_run_with_random_toml(tmp_path, pairs, junk):
     check(CliRunner().invoke(app, args))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=FIXTURES)
+@settings(max_examples=15, deadline=None, suppress_health_check=FIXTURES)
 @given(files=st.dictionaries(st.sampled_from(["config.json", "metrics.csv", "summary.json"]),
                              st.one_of(st.binary(max_size=60), TEXT.map(str.encode),
                                        st.just(b'{"status": "complete"}'),
