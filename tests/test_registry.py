@@ -107,13 +107,33 @@ def test_strategies_command_lists_every_strategy(runner):
     assert "--dwa-temp" in helped.stdout and "--gcs-weighted" in helped.stdout
 
 
+BUILTINS_TINY = Path(__file__).with_name("data") / "builtins-tiny"
+"""Seed 0 of `builtins_run`, written before the package was reorganised (issue 27)."""
+
+
 @pytest.fixture(scope="session")
 def builtins_run(tmp_path_factory) -> Path:
-    """Every built-in strategy, 2 seeds, through the CLI's API."""
+    """Every built-in strategy, 2 seeds, through the CLI's API; b and b_example where every
+    kind of flooding acts."""
     out = tmp_path_factory.mktemp("builtins")
     comparison = api.run(strategy="builtins", config=Path(__file__).with_name("tiny.toml"),
-                         seeds=2, b=7.5, out=out)
+                         seeds=2, b=7.9, b_example=3.0, epochs=4, aux_mask_prob=0.3, out=out)
     return comparison.dir
+
+
+def test_every_builtin_reproduces_its_stored_numbers(builtins_run):
+    """tests/data/builtins-tiny holds seed 0 of this comparison as written before lossbench
+    was reorganised: no refactoring may change a number (beyond another CPU's rounding)."""
+    stored = {json.loads((p / "config.json").read_text())["strategy"]: p
+              for p in BUILTINS_TINY.iterdir()}
+    ours = {json.loads((p / "config.json").read_text())["strategy"]: p
+            for p in builtins_run.iterdir()
+            if p.is_dir() and json.loads((p / "config.json").read_text())["seed"] == 0}
+    assert set(ours) == set(stored) == set(registry.expand(["builtins"]))
+    for name, folder in ours.items():
+        assert_rows_close(metrics_rows(folder), metrics_rows(stored[name]), 32, name)
+        flood = [float(r["flood_frac"]) for r in metrics_rows(folder)]
+        assert any(flood) == (name in ("flood", "reweight-flood", "iflood")), name
 
 
 def test_every_builtin_runs_logs_its_state_and_is_paired_against_plain(builtins_run, runner):
