@@ -26,7 +26,7 @@ def command_paths() -> list[list[str]]:
     """[], ["run"], ["data", "info"], ...: every command of the app (read from it)."""
     import typer.main
 
-    from lossbench.cli import app
+    from lossbench.cli.app import app
 
     root = typer.main.get_command(app)
     paths: list[list[str]] = [[]]

@@ -14,7 +14,7 @@ starts up). Prints per group and in total the wall time of each way, the time pe
 checkpoints), then the largest relative difference |fused - sequential| / max(|x|, 1e-3)
 over every number of metrics.csv, per stretch of epochs, and of the test metrics.
 
-Measured 2026-11-27 (the figures in `lossbench/fused.py`'s docstring come from here):
+Measured 2026-11-27 (the figures in `lossbench/training/fused.py`'s docstring come from here):
 
 - CPU, 2 cores shared with other work (load ~5), one torch thread, PyTorch 2.13.0:
   `--strategy all --seeds 1 --epochs 40`: sequential 61.2 s, fused 108.5 s (0.56x; 3 epochs:
@@ -45,10 +45,11 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from lossbench import fused, trainer  # noqa: E402
+from lossbench import trainer  # noqa: E402
 from lossbench.config import load_config, parse_set  # noqa: E402
-from lossbench.experiment import Events, cached_task, execute_run, plan_runs, run_record  # noqa: E402
-from lossbench.recorder import run_dir_name  # noqa: E402
+from lossbench.results.folders import run_dir_name  # noqa: E402
+from lossbench.runner.local import Events, cached_task, execute_run, plan_runs, run_record  # noqa: E402
+from lossbench.training import fused  # noqa: E402
 
 TIMERS: dict[str, float] = defaultdict(float)
 """Seconds spent in the instrumented functions since the last `reset`."""

@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 from lossbench import strategies as registry  # noqa: E402
 from lossbench.config import load_config  # noqa: E402
-from lossbench.experiment import plan_runs  # noqa: E402
-from lossbench.metrics import evaluate  # noqa: E402
+from lossbench.runner.local import plan_runs  # noqa: E402
 from lossbench.tasks import build_task  # noqa: E402
-from lossbench.trainer import init_model, make_optimizer, train_epoch  # noqa: E402
+from lossbench.training.metrics import evaluate  # noqa: E402
+from lossbench.training.trainer import init_model, make_optimizer, train_epoch  # noqa: E402
 
 
 def main() -> None:

@@ -36,11 +36,11 @@ import torch
 import torch.nn.functional as F
 
 from lossbench.config import load_config
-from lossbench.experiment import Events, execute_run, plan_runs, run_record
-from lossbench.losses import compute_losses
+from lossbench.runner.local import Events, execute_run, plan_runs, run_record
 from lossbench.seeds import epoch_generator, run_seeds
 from lossbench.tasks import build_task
-from lossbench.trainer import init_model, make_optimizer
+from lossbench.training.losses import compute_losses
+from lossbench.training.trainer import init_model, make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

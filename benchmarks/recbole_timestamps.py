@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lossbench.data import dataset_spec
+from lossbench.tasks.download import dataset_spec
 from lossbench.tasks.movielens import from_ratings, read_ratings, user_sequences
 
 

@@ -1,6 +1,6 @@
 """`python -m lossbench ...` is the same as `lossbench ...`."""
 
-from lossbench.cli import app
+from lossbench.cli.app import app
 
 if __name__ == "__main__":  # guard: --jobs workers are spawned and re-import __main__
     app(prog_name="lossbench")

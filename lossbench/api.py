@@ -15,8 +15,8 @@ from typing import Any
 
 from lossbench.config import RunConfig, load_config
 from lossbench.errors import ConfigError
-from lossbench.experiment import Comparison, Events, plan_runs, run_comparison
-from lossbench.export import DEFAULT_TRACKING_URI
+from lossbench.results.export import DEFAULT_TRACKING_URI
+from lossbench.runner.local import Comparison, Events, plan_runs, run_comparison
 
 
 def base_config(config: str | Path | None = None, **settings: Any) -> RunConfig:
@@ -53,7 +53,7 @@ def workers(jobs: int | str, backend: str = "local", address: str | None = None,
         return jobs
     if backend != "ray":
         raise ConfigError(f"--backend must be local or ray, got '{backend}'")
-    from lossbench.ray_backend import RayOptions, require_ray
+    from lossbench.runner.ray_backend import RayOptions, require_ray
 
     require_ray()
     resources = {k: float(v) for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus))
@@ -82,9 +82,9 @@ def run(strategy: str | list[str] | None = None, config: str | Path | None = Non
     of a cluster (default: $RAY_ADDRESS, else a local Ray on all cores; a Ray session
     already initialised in this process is used as it is), `storage` for checkpoints (a
     path or fsspec URL; default: the results folder), `num_cpus` / `num_gpus` per run
-    (default 1 / 0; fractions allowed). See lossbench/ray_backend.py.
+    (default 1 / 0; fractions allowed). See lossbench/runner/ray_backend.py.
 
-    `fuse`: train the fusable runs of each seed as one stacked model (lossbench/fused.py);
+    `fuse`: train the fusable runs of each seed as one stacked model (lossbench/training/fused.py);
     None (default) fuses with CUDA and not on the CPU."""
     where = workers(jobs, backend, address, storage, num_cpus, num_gpus)
     base = base_config(config, **settings)
@@ -106,8 +106,8 @@ def sweep(strategy: str = "weighted", param: str = "w", grid: str | list[float] 
     `param`, chosen on validation; returns the content of sweep.json plus its folder under
     "dir". `param = "b"` is `sweep_b`. `backend`, the Ray options and `fuse`: as in
     `run` (a b grid of one seed fuses into one stacked model)."""
-    from lossbench.sweep import parse_grid
-    from lossbench.sweep import sweep as run_sweep
+    from lossbench.runner.sweep import parse_grid
+    from lossbench.runner.sweep import sweep as run_sweep
 
     jobs = workers(jobs, backend, address, storage, num_cpus, num_gpus)
     if isinstance(grid, list | tuple):
@@ -146,8 +146,8 @@ def strategies() -> list[dict]:
 def report(results_dir: str | Path, window: int = 5, rise: float = 1.03,
            recover: float = 0.3) -> tuple[dict, list[Path]]:
     """`lossbench report`: the summary dict and the paths of report.json / report.md."""
-    from lossbench import report as report_module
-    from lossbench.report_tables import write_report
+    from lossbench.results import report as report_module
+    from lossbench.results.tables import write_report
 
     if window < 1 or rise < 1.0 or not 0.0 < recover <= 1.0:
         from lossbench.errors import ConfigError
@@ -160,9 +160,9 @@ def report(results_dir: str | Path, window: int = 5, rise: float = 1.03,
 
 def plot(results_dir: str | Path, fmt: str = "png", log_loss: bool = False) -> list[Path]:
     """`lossbench plot`: figures into RESULTS_DIR/plots/; returns their paths."""
-    from lossbench import plot as plot_module
-    from lossbench import report as report_module
     from lossbench.errors import ConfigError
+    from lossbench.results import plot as plot_module
+    from lossbench.results import report as report_module
 
     if fmt not in ("png", "svg", "pdf"):
         raise ConfigError(f"--format must be png, svg or pdf, got '{fmt}'")
@@ -179,7 +179,7 @@ def export(results_dir: str | Path, to: str, tracking_uri: str = DEFAULT_TRACKIN
     (`export.Exported` as a dict)."""
     import dataclasses
 
-    from lossbench import export as export_module
+    from lossbench.results import export as export_module
 
     if to == "mlflow":
         done = export_module.export_mlflow(results_dir, tracking_uri=tracking_uri,

@@ -12,7 +12,7 @@ import pytest
 import typer.main
 
 from lossbench import api
-from lossbench.cli import app
+from lossbench.cli.app import app
 
 COMMAND = typer.main.get_command(app)
 
@@ -31,7 +31,7 @@ def test_no_help_imports_torch():
     """`lossbench --help` and every `lossbench COMMAND --help` in one fresh interpreter: torch
     (about 3 s of imports) and numpy are never imported."""
     code = ("import sys\n"
-            "from lossbench.cli import app\n"
+            "from lossbench.cli.app import app\n"
             f"for path in {[[], *every_command_path()]!r}:\n"
             "    try:\n"
             "        app([*path, '--help'], prog_name='lossbench')\n"

@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 from lossbench.bundled import bundled_experiments, description
-from lossbench.cli import app
+from lossbench.cli.app import app
 from lossbench.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +108,7 @@ def test_experiments_json_gives_the_paths(runner):
 
 
 def test_the_experiments_command_imports_no_torch():
-    code = ("import sys, lossbench.cli_experiments; "
+    code = ("import sys, lossbench.cli.experiments; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from lossbench import data
-from lossbench.data import dataset_url, download_dataset, ratings_file, resolve_data_dir
 from lossbench.errors import DataError
+from lossbench.tasks import download as data
+from lossbench.tasks.download import dataset_url, download_dataset, ratings_file, resolve_data_dir
 
 U_DATA = b"1\t10\t5\t100\n1\t11\t3\t101\n1\t12\t4\t102\n2\t10\t1\t100\n"
 

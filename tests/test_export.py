@@ -13,7 +13,7 @@ import pytest
 import typer
 
 from lossbench import api
-from lossbench.cli_export import export_command
+from lossbench.cli.export import export_command
 from lossbench.errors import ConfigError
 
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader:DeprecationWarning")
@@ -66,7 +66,7 @@ def exported_runs(client, name: str = "lossbench") -> list:
 
 def cli_app() -> typer.Typer:
     """lossbench's app once the lead has registered `export`; until then, a stand-in."""
-    from lossbench import cli
+    from lossbench.cli import app as cli
 
     if any(c.name == "export" for c in cli.app.registered_commands):
         return cli.app

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lossbench import api
-from lossbench.cli import app
+from lossbench.cli.app import app
 
 PYPROJECT = Path(__file__).parents[1] / "pyproject.toml"
 NO_COMMAND = ("test", "dev", "docs")

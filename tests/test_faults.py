@@ -13,8 +13,8 @@ from pathlib import Path
 from helpers import EventLog
 
 from lossbench import api
-from lossbench.cli import app
-from lossbench.workers import worker_context
+from lossbench.cli.app import app
+from lossbench.runner.workers import worker_context
 
 LONG = ["--set", "epochs=10", "--set", "n_train_users=256", "--set", "batch_size=64"]
 

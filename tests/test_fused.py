@@ -1,5 +1,5 @@
-"""Fused training (lossbench/fused.py): the runs of a seed trained as one stacked model must
-write what the same runs write one after another.
+"""Fused training (lossbench/training/fused.py): the runs of a seed trained as one stacked
+model must write what the same runs write one after another.
 
 Tolerance: fused and unfused runs compute the same formulas with batched kernels that sum in
 another order, so they differ by float32 rounding. TOL (relative 1e-5) is ~70x the largest
@@ -23,13 +23,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from lossbench import fused
 from lossbench.config import load_config
 from lossbench.errors import ConfigError
-from lossbench.experiment import Events, execute_run, plan_runs, run_record
-from lossbench.fused import can_fuse, fusable_groups, fuse_blocker, run_fused
-from lossbench.recorder import read_metrics, run_dir_name
+from lossbench.results.folders import read_metrics, run_dir_name
+from lossbench.runner.local import Events, execute_run, plan_runs, run_record
 from lossbench.tasks import build_task
+from lossbench.training import fused
+from lossbench.training.fused import can_fuse, fusable_groups, fuse_blocker, run_fused
 
 TINY = Path(__file__).with_name("tiny.toml")
 DEVICE = os.environ.get("LOSSBENCH_FUSED_TEST_DEVICE", "cpu")
@@ -240,8 +240,8 @@ def test_the_cli_fuses_what_it_can_and_matches_unfused(runner, tmp_path):
     """`lossbench run --fuse` as a user types it: the seed's four fuse (summary `fused` = 4),
     uncertainty runs alone in the same command, and every run equals its `--no-fuse` twin
     within TOL; the same folders appear."""
-    from lossbench.cli import app
-    from lossbench.recorder import read_json, read_metrics
+    from lossbench.cli.app import app
+    from lossbench.results.folders import read_json, read_metrics
 
     args = ["run", "--config", str(TINY), "-s", "all", "-s", "uncertainty", "--b", "7.5"]
     for flag, out in (("--fuse", "f"), ("--no-fuse", "u")):

@@ -405,7 +405,7 @@ def test_the_csv_and_movielens_runs_write_identical_metrics(ml100k_csv, runner, 
     """The issue's proof, shortened to 1 epoch of a small model: the same command on the CSV
     (other column names, string ids) and on MovieLens gives the same metrics.csv (all but
     `seconds`)."""
-    from lossbench.cli import app
+    from lossbench.cli.app import app
 
     config = str(Path(__file__).parents[1] / "experiments" / "ml-100k.toml")
     common = ["run", "--config", config, "--aux", "none", "--strategy", "plain", "--seed", "0",
@@ -437,7 +437,7 @@ def test_the_csv_and_movielens_runs_write_identical_metrics(ml100k_csv, runner, 
 def test_data_info_is_a_table_for_reading(runner, tmp_path):
     """Rounded numbers, percentiles on one row, the time span as dates; --json keeps the raw
     facts (the sparsity 1 - 8 / 15 and the p99 of lengths 2, 1, 5 unrounded)."""
-    from lossbench.cli import app
+    from lossbench.cli.app import app
 
     rows = [("a", "x", 5, "2024-05-01"), ("a", "y", 1, "2024-05-03"),
             ("b", "x", 5, "2024-05-04"), ("c", "x", 2, "2024-05-01"),
@@ -463,7 +463,7 @@ def test_data_info_is_a_table_for_reading(runner, tmp_path):
 
 
 def test_a_missing_column_names_the_option_to_type(runner, tmp_path):
-    from lossbench.cli import app
+    from lossbench.cli.app import app
 
     path = write(tmp_path / "t.csv", header=("user_id", "item_id", "rating", "when"))
     for args in (["data", "info", str(path)], ["run", "--data", str(path), "--out",
@@ -477,7 +477,7 @@ def test_a_missing_column_names_the_option_to_type(runner, tmp_path):
 
 
 def test_data_info_and_bad_files_from_the_cli(runner, tmp_path):
-    from lossbench.cli import app
+    from lossbench.cli.app import app
 
     path = write(tmp_path / "t.csv")
     result = runner.invoke(app, ["data", "info", str(path), "--json"])

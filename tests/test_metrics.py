@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from lossbench.curves import double_descent, moving_average
-from lossbench.metrics import evaluate, ranking_metrics, target_ranks
+from lossbench.results.curves import double_descent, moving_average
 from lossbench.tasks import Split
+from lossbench.training.metrics import evaluate, ranking_metrics, target_ranks
 
 NAMES = ("acc", "hr10", "ndcg10", "mrr10")
 

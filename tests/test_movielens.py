@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from lossbench.config import load_config
-from lossbench.data import dataset_spec, file_sha256
 from lossbench.errors import ConfigError, DataError
 from lossbench.tasks import build_task
+from lossbench.tasks.download import dataset_spec, file_sha256
 from lossbench.tasks.interactions import train_windows
 from lossbench.tasks.movielens import (
     filter_ratings,
@@ -22,7 +22,7 @@ from lossbench.tasks.movielens import (
     read_ratings,
     user_sequences,
 )
-from lossbench.trainer import train
+from lossbench.training.trainer import train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FORMATS = {"ml-100k": ("u.data", "\t"), "ml-1m": ("ratings.dat", "::")}

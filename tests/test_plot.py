@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lossbench import api, plot, plot_sweep, report
+from lossbench import api
 from lossbench.errors import ConfigError
-from lossbench.recorder import write_json
+from lossbench.results import plot, plot_sweep, report
+from lossbench.results.folders import write_json
 
 TINY = Path(__file__).with_name("tiny.toml")
 MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF-", "svg": b"<?xml"}

@@ -7,8 +7,8 @@ import copy
 
 import pytest
 
-from lossbench.cli import app
-from lossbench.cli_progress import ProgressModel, clock
+from lossbench.cli.app import app
+from lossbench.cli.progress import ProgressModel, clock
 from lossbench.config import load_config
 from lossbench.events import QueueEvents, forward_events
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from lossbench.cli import app
+from lossbench.cli.app import app
 from lossbench.config import FIELD_TYPES
 
 CHEAP = ["--set", "task=synthetic", "--set", "n_items=20", "--set", "n_train_users=32",

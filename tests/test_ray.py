@@ -23,9 +23,9 @@ from helpers import EventLog
 
 from lossbench import api
 from lossbench.errors import ConfigError, DataError
-from lossbench.experiment import experiment_name
-from lossbench.ray_backend import RayOptions
-from lossbench.recorder import run_dir_name
+from lossbench.results.folders import run_dir_name
+from lossbench.runner.local import experiment_name
+from lossbench.runner.ray_backend import RayOptions
 
 LONG = {"epochs": 30, "n_train_users": 256, "batch_size": 64}
 """Runs of ~1.5 s (30 epochs of ~50 ms): long enough to kill or interrupt in the middle."""
@@ -267,7 +267,7 @@ def test_bad_ray_options_are_config_errors(options, message):
 
 
 def test_an_address_that_refuses_connections_fails_at_once():
-    from lossbench.ray_backend import check_reachable
+    from lossbench.runner.ray_backend import check_reachable
 
     with pytest.raises(ConfigError, match="cannot reach the Ray cluster at 127.0.0.1:9: "):
         check_reachable("127.0.0.1:9")  # Ray itself would retry for minutes
@@ -276,7 +276,7 @@ def test_an_address_that_refuses_connections_fails_at_once():
 
 
 def test_cli_backend_ray_without_ray_exits_2(runner, tiny, tmp_path, monkeypatch):
-    from lossbench.cli import app
+    from lossbench.cli.app import app
 
     if "--backend" not in runner.invoke(app, ["run", "--help"]).stdout:
         pytest.skip("cli.py has no --backend option yet (registered by the lead)")

@@ -14,7 +14,7 @@ from helpers import assert_rows_close, close, metrics_rows
 
 from lossbench import api
 from lossbench import strategies as registry
-from lossbench.cli import app
+from lossbench.cli.app import app
 
 OLD = Path(__file__).with_name("data") / "results-0.1"
 README = Path(__file__).parents[1] / "README.md"
@@ -160,7 +160,7 @@ def test_every_builtin_runs_logs_its_state_and_is_paired_against_plain(builtins_
 
 
 def test_weights_figure_draws_each_logged_state(builtins_run):
-    from lossbench import plot, report
+    from lossbench.results import plot, report
 
     runs = report.load_runs(builtins_run)
     figures = plot.make_figures(runs, report.summarize(runs))
@@ -174,7 +174,7 @@ def test_weights_figure_draws_each_logged_state(builtins_run):
 def test_resumed_learnable_and_epoch_state_continue_exactly(tiny, tmp_path):
     """uncertainty (learnable log-variances) and dwa (loss history): stop after epoch 2,
     resume, and the rows equal a run that never stopped."""
-    import lossbench.experiment as experiment
+    import lossbench.runner.local as experiment
 
     class Stop(experiment.Events):
         def epoch_done(self, cfg, row):

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lossbench import report, report_tables
 from lossbench.errors import DataError
-from lossbench.recorder import read_json, read_metrics, write_json
-from lossbench.report import Run, holm, mean_ci, paired_test
+from lossbench.results import report
+from lossbench.results import tables as report_tables
+from lossbench.results.folders import read_json, read_metrics, write_json
+from lossbench.results.report import Run, holm, mean_ci, paired_test
 
 # --- statistics by hand ----------------------------------------------------------------
 
@@ -262,7 +263,7 @@ def test_run_and_report_suggest_the_same_b(runner, tiny, copy):
     """`run -s flood --b 0.1` into the folder of plain seeds 0-2 prints the advice line that
     `report` on the folder writes: both scale the training loss of plain's seed 0, the
     seed flood ran (not the mean over plain's three seeds)."""
-    from lossbench.cli import app
+    from lossbench.cli.app import app
 
     result = runner.invoke(app, ["run", "--config", str(tiny), "-s", "flood", "--b", "0.1",
                                  "--out", str(copy)])
@@ -281,7 +282,7 @@ def one_error_line(result, message: str) -> None:
 
 
 def test_report_and_plot_say_what_a_wrong_path_is(runner, experiment, tmp_path):
-    from lossbench.cli import app
+    from lossbench.cli.app import app
 
     run_dir = next(experiment.glob("*__plain__*"))
     notes = tmp_path / "notes.txt"
@@ -302,7 +303,7 @@ def test_report_and_plot_say_what_a_wrong_path_is(runner, experiment, tmp_path):
 def test_no_results_yet_names_no_other_command(runner, tmp_path):
     """report, plot and export share the message for an --out without results: it says to
     run `lossbench run` first and names no other command (plot used to suggest report)."""
-    from lossbench.cli import app
+    from lossbench.cli.app import app
 
     (tmp_path / "empty").mkdir()
     (tmp_path / "file").write_text("")
@@ -352,7 +353,7 @@ def test_reweight_flood_sweep_pairs_with_reweight_without_plain():
 
 
 def test_noise_std_is_the_spread_around_the_centred_mean():
-    from lossbench.curves import noise_std
+    from lossbench.results.curves import noise_std
 
     flat = np.full(20, 3.0)
     assert noise_std(flat) == 0.0
@@ -378,7 +379,7 @@ def test_clear_double_descent_needs_a_rise_of_four_noise_stds():
 
 
 def test_the_seeds_puzzle_is_found_and_flooding_credited_only_when_it_removes_it():
-    from lossbench.curves import overconfident_epochs, spans
+    from lossbench.results.curves import overconfident_epochs, spans
 
     loss = np.array([5, 4, 3, 2.5, 2.4, 2.4, 2.5, 2.7, 2.9, 3.1, 3.3, 3.5, 3.6, 3.7])
     acc = np.linspace(0.1, 0.5, 14)  # keeps rising
@@ -407,7 +408,7 @@ def test_the_seeds_puzzle_is_found_and_flooding_credited_only_when_it_removes_it
 
 
 def test_plot_shades_the_puzzle_epochs():
-    from lossbench import plot
+    from lossbench.results import plot
 
     loss = [5, 4, 3, 2.5, 2.4, 2.4, 2.5, 2.7, 2.9, 3.1, 3.3, 3.5, 3.6, 3.7]
     runs = [fake_run("plain", s, 1.0, curve=loss) for s in (0, 1)]

@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from lossbench import api
-from lossbench.cli import app
+from lossbench.cli.app import app
 from lossbench.config import load_config
-from lossbench.models import attention_dropout, build_model
-from lossbench.recorder import COLUMNS
+from lossbench.results.folders import COLUMNS
 from lossbench.tasks import build_task
-from lossbench.trainer import epoch_lr, init_model, warmup_factor
+from lossbench.training.models import attention_dropout, build_model
+from lossbench.training.trainer import epoch_lr, init_model, warmup_factor
 
 SUMMARY_KEYS = {"status", "best_epoch", "test_loss", "test_acc", "test_hr10", "test_ndcg10",
                 "final_val_loss", "final_train_loss", "wall_seconds"}
@@ -112,7 +112,7 @@ def test_paired_runs_share_data_initial_weights_and_batch_order(tiny):
 def test_paired_runs_train_on_the_same_batches(tiny, tmp_path, monkeypatch):
     """Spy on what the trainer feeds the model: every strategy of a seed must see the same
     batches, in the same order, with the same augmentations; another seed other batches."""
-    import lossbench.trainer as trainer
+    import lossbench.training.trainer as trainer
 
     seen: dict[tuple, list] = {}
     real = trainer.compute_losses
@@ -276,8 +276,8 @@ def test_item_bias_adds_a_learned_score_per_item(tiny):
 def test_label_smoothing_is_torch_cross_entropy_on_the_real_items():
     """L_main with eps: torch's label-smoothed cross-entropy over items 1..n (the padding
     column takes no mass); eps = 0 is the plain cross-entropy, bit for bit."""
-    from lossbench.losses import next_item_ce
-    from lossbench.models import score_items
+    from lossbench.training.losses import next_item_ce
+    from lossbench.training.models import score_items
 
     generator = torch.Generator().manual_seed(0)
     logits = score_items(torch.randn(7, 4, generator=generator),
@@ -310,7 +310,7 @@ def test_label_smoothing_reaches_the_training_loss(tiny, tmp_path):
 def test_metrics_csv_follows_the_rows_it_is_given(tmp_path):
     """The recorder renders each row once; what it writes must still be exactly the rows of
     the latest call, also when a resumed run hands it fewer rows than before."""
-    from lossbench.recorder import RunRecorder, read_metrics
+    from lossbench.results.folders import RunRecorder, read_metrics
 
     rows = [{c: float(i) + 0.125 for c in COLUMNS} | {"epoch": i} for i in range(1, 6)]
     recorder = RunRecorder(tmp_path)
@@ -365,8 +365,8 @@ def test_flood_that_acts_normally_prints_no_advice(runner, tiny, tmp_path):
 def test_one_torch_thread_per_run_whatever_the_core_count(tiny, tmp_path, monkeypatch):
     """CPU results must not depend on the machine: the default is one thread per run, so
     the numbers are the same on 2 and on 64 cores."""
-    import lossbench.workers as workers
-    from lossbench.experiment import Events
+    import lossbench.runner.workers as workers
+    from lossbench.runner.local import Events
 
     threads = []
 
@@ -381,7 +381,7 @@ def test_one_torch_thread_per_run_whatever_the_core_count(tiny, tmp_path, monkey
 
 
 def test_restart_starts_an_unfinished_run_afresh(tiny, tmp_path):
-    import lossbench.experiment as experiment
+    import lossbench.runner.local as experiment
 
     class StopAfterTwo(experiment.Events):
         def __init__(self):

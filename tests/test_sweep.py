@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from lossbench import api
-from lossbench.cli import app
-from lossbench.experiment import Events
-from lossbench.sweep import parse_grid, select_b
+from lossbench.cli.app import app
+from lossbench.runner.local import Events
+from lossbench.runner.sweep import parse_grid, select_b
 
 
 def stats(val: float, test: float) -> dict:

@@ -44,7 +44,7 @@ from lossbench.strategies.registry import (
 
 TORCH_NAMES = {
     "Strategy": "lossbench.strategies.base",
-    "LossTerm": "lossbench.losses",
+    "LossTerm": "lossbench.training.losses",
     "Objective": "lossbench.strategies.objective",
     "Step": "lossbench.strategies.objective",
     "build_objective": "lossbench.strategies.objective",

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from lossbench.losses import LossTerm
 from lossbench.strategies.param import Param
+from lossbench.training.losses import LossTerm
 
 __all__ = ["LossTerm", "Param", "Strategy"]
 

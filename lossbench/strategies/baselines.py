@@ -11,8 +11,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from lossbench.losses import LossTerm
 from lossbench.strategies.base import Strategy
+from lossbench.training.losses import LossTerm
 
 
 class Weighted(Strategy):

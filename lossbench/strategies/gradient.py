@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lossbench.losses import LossTerm
 from lossbench.strategies.base import Strategy
+from lossbench.training.losses import LossTerm
 
 
 def flatten(grads: list[Tensor]) -> Tensor:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from lossbench.losses import LossTerm
 from lossbench.strategies.base import Strategy
+from lossbench.training.losses import LossTerm
 
 
 def flood(loss: Tensor, b: float) -> Tensor:

@@ -111,7 +111,7 @@ def data_fingerprint(cfg: RunConfig) -> dict:
     from lossbench.tasks.interactions import file_digest, split_settings
 
     if cfg.task == "movielens":
-        from lossbench.data import ratings_file
+        from lossbench.tasks.download import ratings_file
 
         path = ratings_file(cfg.dataset, cfg.data_dir)
         return {"sha256": file_digest(path)}

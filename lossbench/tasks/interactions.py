@@ -46,9 +46,9 @@ import numpy as np
 import torch
 
 from lossbench.config import RunConfig
-from lossbench.data import resolve_data_dir
 from lossbench.errors import DataError
 from lossbench.tasks import Split, Task
+from lossbench.tasks.download import resolve_data_dir
 from lossbench.tasks.reader import Interactions, open_layout, read_interactions
 
 EPOCH_SECONDS = (1e8, 4e9)

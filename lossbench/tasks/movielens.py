@@ -54,9 +54,9 @@ import numpy as np
 import pyarrow as pa
 
 from lossbench.config import RunConfig
-from lossbench.data import DatasetSpec, dataset_spec, ratings_file
 from lossbench.errors import DataError
 from lossbench.tasks import Task, interactions
+from lossbench.tasks.download import DatasetSpec, dataset_spec, ratings_file
 from lossbench.tasks.interactions import (
     build_split,
     file_digest,

@@ -151,8 +151,8 @@ NumGpusOpt = Annotated[float | None, typer.Option(
     help="ray: GPUs per run (fractions allowed, so small runs share a GPU; default 0).")]
 FuseOpt = Annotated[bool | None, typer.Option(
     "--fuse/--no-fuse", show_default=False, help="Train the runs of a seed as one stacked "
-    "model (torch.vmap; lossbench/fused.py). Default: on with CUDA, off on the CPU. Runs that "
-    "cannot fuse (uncertainty, gcs, pcgrad, gru, dropout on CUDA) run unfused.")]
+    "model (torch.vmap). Default: on with CUDA, off on the CPU. Runs that cannot fuse "
+    "(uncertainty, gcs, pcgrad, gru, dropout on CUDA) run unfused.")]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", metavar="KEY=VALUE", help="Override any setting: --set key=value (repeatable).")]
 

@@ -19,7 +19,7 @@ from lossbench.errors import ConfigError
 
 if TYPE_CHECKING:
     from lossbench.config import RunConfig
-    from lossbench.ray_backend import RayOptions
+    from lossbench.runner.ray_backend import RayOptions
 
 STORE_FILES = ("config.json", "metrics.csv", "summary.json", "checkpoint.pkl")
 EPOCH_FILES = ("checkpoint.pkl", "metrics.csv", "config.json")

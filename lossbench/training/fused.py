@@ -51,11 +51,13 @@ from torch import nn
 
 from lossbench.config import RunConfig
 from lossbench.errors import ConfigError
-from lossbench.losses import supcon_temperature
-from lossbench.models import attention_dropout, build_model
-from lossbench.recorder import RunRecorder
+from lossbench.results.folders import RunRecorder
 from lossbench.seeds import epoch_generator, run_seeds
-from lossbench.stacked import (
+from lossbench.strategies import Objective, build_objective, split_name, weighting_class
+from lossbench.tasks import Task
+from lossbench.training.losses import supcon_temperature
+from lossbench.training.models import attention_dropout, build_model
+from lossbench.training.stacked import (
     Stack,
     Wrapper,
     evaluate_stacked,
@@ -64,9 +66,7 @@ from lossbench.stacked import (
     stacked_losses,
     take,
 )
-from lossbench.strategies import Objective, build_objective, split_name, weighting_class
-from lossbench.tasks import Task
-from lossbench.trainer import (
+from lossbench.training.trainer import (
     Best,
     end_summary,
     epoch_batches,

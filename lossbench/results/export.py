@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from lossbench.errors import ConfigError, DataError
-from lossbench.recorder import read_json, settings_of
-from lossbench.report import RUN_FILES, Run, load_runs
+from lossbench.results.folders import read_json, settings_of
+from lossbench.results.report import RUN_FILES, Run, load_runs
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 FOLDER_ARTIFACTS = ("report.md", "report.json", "sweep.json")

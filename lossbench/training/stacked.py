@@ -24,9 +24,9 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from lossbench.config import RunConfig
-from lossbench.losses import LossTerm, compute_losses
-from lossbench.metrics import METRIC_NAMES, ranking_metrics, target_ranks
 from lossbench.tasks import Split
+from lossbench.training.losses import LossTerm, compute_losses
+from lossbench.training.metrics import METRIC_NAMES, ranking_metrics, target_ranks
 
 
 @dataclass

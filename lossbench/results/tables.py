@@ -14,8 +14,8 @@ from typing import Any
 
 from rich.table import Table
 
-from lossbench.recorder import write_atomic, write_json
-from lossbench.report import NOISE_RULE
+from lossbench.results.folders import write_atomic, write_json
+from lossbench.results.report import NOISE_RULE
 
 
 def half(stat: dict) -> float | None:

@@ -30,10 +30,10 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from lossbench.errors import ConfigError
-from lossbench.plot_sweep import BAND_ALPHA, sweep_figure
-from lossbench.recorder import COLUMNS
-from lossbench.report import Run, curve_band, load_sweep
-from lossbench.report_tables import describe_settings
+from lossbench.results.folders import COLUMNS
+from lossbench.results.plot_sweep import BAND_ALPHA, sweep_figure
+from lossbench.results.report import Run, curve_band, load_sweep
+from lossbench.results.tables import describe_settings
 
 FORMATS = ("png", "svg", "pdf")
 STATE_LABELS = {"theta": "θ, weight of L_aux (end of epoch)",

@@ -11,8 +11,8 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lossbench.cli import OneLineErrors, console, guard
-from lossbench.cli_options import (
+from lossbench.cli.app import OneLineErrors, console, guard
+from lossbench.cli.options import (
     ItemColOpt,
     KCoreOpt,
     MinRatingOpt,
@@ -34,7 +34,7 @@ def download_with_progress(dataset: str, data_dir: str, url: str | None = None,
     """data.download_dataset with a rich bar (shown only while bytes arrive)."""
     from rich.progress import DownloadColumn, TransferSpeedColumn
 
-    from lossbench.data import download_dataset
+    from lossbench.tasks.download import download_dataset
 
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                   TransferSpeedColumn(), TimeRemainingColumn(), console=console,

@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from lossbench.bundled import describe_bundled
-from lossbench.cli_display import console
+from lossbench.cli.display import console
 
 EXPERIMENTS_HELP = "List the experiment files that ship with lossbench."
 """The command's one-sentence summary in `lossbench --help`."""
@@ -34,7 +34,7 @@ def experiment_lines(rows: list[dict[str, str]]) -> list[str]:
 def experiments_command(as_json: JsonOpt = False) -> None:
     """The experiment files that ship with lossbench, one line each: name and what it is
     for. Run one with `lossbench run --config NAME`."""
-    from lossbench.cli import guard
+    from lossbench.cli.app import guard
 
     with guard():
         rows = describe_bundled()

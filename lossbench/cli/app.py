@@ -22,7 +22,7 @@ import typer.core
 from rich.text import Text
 from typer.core import TyperGroup
 
-from lossbench.cli_options import (
+from lossbench.cli.options import (
     STRATEGY_OPTIONS,
     AddressOpt,
     BackendOpt,
@@ -64,7 +64,7 @@ ClickException = _click.ClickException
 NoArgsIsHelpError = getattr(_click.exceptions, "NoArgsIsHelpError", ())
 Abort = getattr(typer.core, "Abort", None) or getattr(_click.exceptions, "Abort", ())
 
-from lossbench.cli_display import (  # noqa: E402
+from lossbench.cli.display import (  # noqa: E402
     console,
     err_console,
     print_flood_advice,
@@ -72,7 +72,7 @@ from lossbench.cli_display import (  # noqa: E402
     runs_table,
     sweep_table,
 )
-from lossbench.cli_progress import ProgressBars, make_progress, stop_progress  # noqa: E402
+from lossbench.cli.progress import ProgressBars, make_progress, stop_progress  # noqa: E402
 
 
 class OneLineErrors(TyperGroup):
@@ -404,7 +404,7 @@ def strategy_block(row: dict) -> Text:
 def chosen_folder(results_dir: Path | None, out: Path) -> Path:
     """RESULTS_DIR as given, else the most recently written results folder under `out`,
     announced (so the user knows which one was read)."""
-    from lossbench import report
+    from lossbench.results import report
 
     if results_dir is not None:
         return results_dir
@@ -427,7 +427,8 @@ def report_command(
         help="Fraction of the rise the second descent must win back.")] = 0.3,
 ) -> None:
     """Statistics over seeds: mean +- 95 % CI, paired tests against plain, double descent."""
-    from lossbench import api, report_tables
+    from lossbench import api
+    from lossbench.results import tables as report_tables
 
     with guard():
         summary, paths = api.report(chosen_folder(results_dir, out), window=window, rise=rise,
@@ -454,9 +455,9 @@ def plot_command(
             console.print(str(path))
 
 
-from lossbench.cli_data import data_app, ensure_data  # noqa: E402  (the data commands use guard)
-from lossbench.cli_experiments import EXPERIMENTS_HELP, experiments_command  # noqa: E402
-from lossbench.cli_export import export_command  # noqa: E402
+from lossbench.cli.data import data_app, ensure_data  # noqa: E402  (the data commands use guard)
+from lossbench.cli.experiments import EXPERIMENTS_HELP, experiments_command  # noqa: E402
+from lossbench.cli.export import export_command  # noqa: E402
 
 app.add_typer(data_app, name="data",
               short_help="Describe your interactions file; download MovieLens.")

@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Any
 import lossbench
 from lossbench.errors import ConfigError, LossbenchError
 from lossbench.events import QueueEvents, forward_events
-from lossbench.recorder import is_complete, read_json, read_metrics, run_dir_name
-from lossbench.run_store import (
+from lossbench.results.folders import is_complete, read_json, read_metrics, run_dir_name
+from lossbench.runner.store import (
     FINAL_FILES,
     RunStore,
     Served,
@@ -58,7 +58,7 @@ from lossbench.run_store import (
 if TYPE_CHECKING:  # experiment (and so torch) is imported where it is used: the StoreServer
     from lossbench.config import RunConfig  # actor's process then starts in a blink
     from lossbench.events import Events
-    from lossbench.experiment import Comparison
+    from lossbench.runner.local import Comparison
 
 INSTALL = 'pip install "lossbench[ray]"'
 POLL_SECONDS = 0.2
@@ -151,7 +151,7 @@ def train_remote(index: int, cfg: RunConfig, store: RunStore | Served, threads: 
     import ray
     import torch
 
-    from lossbench.experiment import run_one
+    from lossbench.runner.local import run_one
 
     if lossbench.__version__ != version:
         raise ConfigError(f"this Ray node has lossbench {lossbench.__version__}, the driver "
@@ -185,7 +185,7 @@ def run_ray(runs: list[RunConfig], comparison: Comparison, events: Events, *, th
     through a Ray queue, as the local workers' do."""
     from ray.util.queue import Queue
 
-    from lossbench.experiment import RunOutcome, run_lock
+    from lossbench.runner.local import RunOutcome, run_lock
 
     if not runs:
         return

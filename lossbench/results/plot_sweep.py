@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lossbench.report_tables import describe_settings
+from lossbench.results.tables import describe_settings
 
 BAND_ALPHA = 0.15
 """Opacity of every shaded interval, here and in plot.py."""

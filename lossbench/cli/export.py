@@ -1,4 +1,4 @@
-"""`lossbench export`: a results folder into MLflow or TensorBoard (lossbench/export.py).
+"""`lossbench export`: a results folder into MLflow or TensorBoard (lossbench/results/export.py).
 
     lossbench export results/<experiment> --to mlflow [--tracking-uri sqlite:///mlflow.db]
     lossbench export results/<experiment> --to tensorboard [--logdir runs]
@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from lossbench.cli_options import ReadOutOpt, ResultsArg
+from lossbench.cli.options import ReadOutOpt, ResultsArg
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 """export.DEFAULT_TRACKING_URI, written out: this module is imported by `lossbench --help`,
@@ -53,7 +53,7 @@ def export_command(
     """Export a results folder's runs to MLflow or TensorBoard; exporting again replaces
     changed runs instead of duplicating them."""
     from lossbench import api
-    from lossbench.cli import chosen_folder, console, guard
+    from lossbench.cli.app import chosen_folder, console, guard
 
     with guard():
         done = api.export(chosen_folder(results_dir, out), to=to, tracking_uri=tracking_uri,

@@ -20,10 +20,10 @@ import torch
 from lossbench.config import RunConfig
 from lossbench.errors import ConfigError, Terminated, raise_terminated
 from lossbench.events import Events, QueueEvents, drain, forward_events
-from lossbench.trainer import resolve_device
+from lossbench.training.trainer import resolve_device
 
 if TYPE_CHECKING:
-    from lossbench.experiment import Comparison, RunOutcome
+    from lossbench.runner.local import Comparison, RunOutcome
 
 
 DEFAULT_THREADS = 1
@@ -100,7 +100,7 @@ def run_in_worker(index: int, cfg: RunConfig, parent: Path, restart: bool
     known by its `index` in the parent's list). Interrupted, the worker marks its run
     interrupted and exits: the pool would otherwise hand it the next queued run and train on
     after the parent has stopped (concurrent.futures catches every exception of a call)."""
-    from lossbench.experiment import run_one
+    from lossbench.runner.local import run_one
 
     global _worker_busy
     try:
@@ -126,7 +126,7 @@ def worker_context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["lossbench.experiment", "torch._dynamo"])
+    context.set_forkserver_preload(["lossbench.runner.local", "torch._dynamo"])
     return context
 
 

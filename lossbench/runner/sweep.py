@@ -41,7 +41,9 @@ import numpy as np
 from lossbench import strategies as registry
 from lossbench.config import RunConfig, validate
 from lossbench.errors import ConfigError
-from lossbench.experiment import (
+from lossbench.results.folders import write_json
+from lossbench.results.stats import mean_ci
+from lossbench.runner.local import (
     Comparison,
     Events,
     RunOutcome,
@@ -52,8 +54,6 @@ from lossbench.experiment import (
     resolve_fuse,
     run_all,
 )
-from lossbench.recorder import write_json
-from lossbench.stats import mean_ci
 
 DEFAULT_FRACTIONS = (0.5, 0.7, 0.8, 0.9, 0.95, 1.0, 1.1)
 """Default b grid as fractions of the baseline's training loss at its best validation epoch:

@@ -27,12 +27,12 @@ import torch
 
 from lossbench.config import RunConfig
 from lossbench.errors import ConfigError, DataError
-from lossbench.losses import compute_losses, supcon_temperature
-from lossbench.metrics import evaluate
-from lossbench.models import build_model
 from lossbench.seeds import epoch_generator, run_seeds, seed_everything
 from lossbench.strategies import Objective, build_objective
 from lossbench.tasks import Task
+from lossbench.training.losses import compute_losses, supcon_temperature
+from lossbench.training.metrics import evaluate
+from lossbench.training.models import build_model
 
 CHECKPOINT_FORMAT = "lossbench-checkpoint-2"
 """Stored in every checkpoint; a file without it is not resumed from."""

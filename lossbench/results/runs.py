@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lossbench.errors import DataError
-from lossbench.recorder import read_json, read_metrics
+from lossbench.results.folders import read_json, read_metrics
 
 RUN_FILES = ("config.json", "metrics.csv", "summary.json")
 """The files of a run folder (recorder.py); a folder holding any of them is a run folder."""

@@ -131,7 +131,7 @@ def clock(seconds: float | None) -> str:
 
 def make_progress() -> Progress:
     """The bars: a description, a bar, done/total, elapsed time, and the model's ETA."""
-    from lossbench.cli_display import console
+    from lossbench.cli.display import console
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TextColumn("{task.fields[eta]}"), console=console,

@@ -4,8 +4,8 @@ names, baselines and order come from the registry (lossbench/strategies/).
     runs = load_runs("results/synthetic-91f440ad")       # one run, an experiment or a sweep
     summary = summarize(runs, window=5)                    # a JSON-able dict
 
-Reading the folders (Run, load_runs, latest_results) is lossbench/run_folders.py's job.
-Writing it out (report.json, report.md, rich tables) is lossbench/report_tables.py's job.
+Reading the folders (Run, load_runs, latest_results) is lossbench/results/runs.py's job.
+Writing it out (report.json, report.md, rich tables) is lossbench/results/tables.py's job.
 
 The statistics (mean_ci, paired_test, holm, curve_band) are pure functions in stats.py.
 Groups are (strategy, b) plus every setting that differs across the runs that have it (a
@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from lossbench import strategies as registry
-from lossbench.curves import double_descent, noise_std, overconfident_epochs, spans
 from lossbench.errors import DataError
-from lossbench.recorder import settings_of
-from lossbench.run_folders import (  # noqa: F401  (report.load_runs etc. stay importable)
+from lossbench.results.curves import double_descent, noise_std, overconfident_epochs, spans
+from lossbench.results.folders import settings_of
+from lossbench.results.runs import (  # noqa: F401  (report.load_runs etc. stay importable)
     RUN_FILES,
     Run,
     latest_results,
@@ -34,7 +34,7 @@ from lossbench.run_folders import (  # noqa: F401  (report.load_runs etc. stay i
     load_runs,
     load_sweep,
 )
-from lossbench.stats import WILCOXON_MIN_N, curve_band, holm, mean_ci, paired_test  # noqa: F401
+from lossbench.results.stats import WILCOXON_MIN_N, curve_band, holm, mean_ci, paired_test  # noqa: F401
 
 METRICS = ("val_loss", "final_val_loss", "val_acc", "val_hr10", "val_ndcg10",
            "test_loss", "test_acc", "test_hr10", "test_ndcg10")

@@ -30,7 +30,7 @@ from lossbench import strategies as registry
 from lossbench.config import RunConfig, validate
 from lossbench.errors import ConfigError, LossbenchError
 from lossbench.events import Events
-from lossbench.recorder import (
+from lossbench.results.folders import (
     RunRecorder,
     config_hash,
     is_complete,
@@ -38,13 +38,13 @@ from lossbench.recorder import (
     read_metrics,
     run_dir_name,
 )
+from lossbench.runner.workers import resolve_jobs, run_parallel, thread_share
 from lossbench.seeds import run_seeds
 from lossbench.tasks import Task, build_task, data_fingerprint, task_key
-from lossbench.trainer import resolve_device, train
-from lossbench.workers import resolve_jobs, run_parallel, thread_share
+from lossbench.training.trainer import resolve_device, train
 
 if TYPE_CHECKING:
-    from lossbench.ray_backend import RayOptions
+    from lossbench.runner.ray_backend import RayOptions
 
 STRATEGY_FIELDS = ("strategy", "b", "b_example", "params", "seed")
 """Settings that may differ between the runs of one experiment folder."""
@@ -220,7 +220,7 @@ def run_one(cfg: RunConfig, parent: Path, events: Events, wait: bool,
 def on_ray(jobs: int | str | RayOptions) -> bool:
     """Whether `jobs` sends the runs to Ray (a `ray_backend.RayOptions`; Ray itself is
     imported only then)."""
-    from lossbench.ray_backend import RayOptions
+    from lossbench.runner.ray_backend import RayOptions
 
     return isinstance(jobs, RayOptions)
 
@@ -235,7 +235,7 @@ def run_group(cfgs: list[RunConfig], parent: Path, events: Events,
     """run_one for a fusable group (fused.fusable_groups): complete runs are read back, the
     others are locked and trained together by fused.run_fused (a single one by execute_run);
     runs another process holds are waited for afterwards, as run_all does."""
-    from lossbench.fused import run_fused
+    from lossbench.training.fused import run_fused
 
     task, outcomes, todo = cached_task(cfgs[0]), {}, []
     with ExitStack() as locks:
@@ -273,16 +273,16 @@ def run_all(runs: list[RunConfig], comparison: Comparison, events: Events, *,
     order, with the `Events` of each run (the caller has announced them: `runs_planned`).
     With `jobs` > 1 (after `resolve_jobs`) the runs go to that many worker processes; with a
     `RayOptions` they are Ray tasks (`ray_backend.run_ray`); with `fuse` the runs of each
-    fusable group train together in this process (`run_group`, lossbench/fused.py). Each run
-    uses `thread_share(jobs, threads)` torch threads."""
+    fusable group train together in this process (`run_group`, training/fused.py). Each
+    run uses `thread_share(jobs, threads)` torch threads."""
     if on_ray(jobs):
-        from lossbench.ray_backend import run_ray
+        from lossbench.runner.ray_backend import run_ray
 
         run_ray(runs, comparison, events, threads=thread_share(1, threads), restart=restart,
                 options=jobs)
         return
     if fuse:
-        from lossbench.fused import fusable_groups
+        from lossbench.training.fused import fusable_groups
 
         torch.set_num_threads(thread_share(1, threads))
         for group in fusable_groups(runs):

@@ -1,0 +1,1 @@
+"""Results on disk: run folders, the report and its statistics, figures, export."""

@@ -1,0 +1,1 @@
+"""Running planned runs: the planner, this machine's processes, Ray, sweeps."""

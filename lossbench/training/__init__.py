@@ -1,0 +1,1 @@
+"""Training one run or a fused group: the loop, models, losses, metrics."""
