@@ -44,14 +44,17 @@ def test_no_help_imports_torch():
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_top_level_help_gives_each_command_a_whole_sentence(runner):
-    result = runner.invoke(app, ["--help"], terminal_width=100)
+@pytest.mark.parametrize("group", [[], ["data"]], ids=["lossbench", "data"])
+def test_help_gives_each_command_a_whole_sentence(runner, group):
+    result = runner.invoke(app, [*group, "--help"], terminal_width=100)
     assert result.exit_code == 0
     listed = result.stdout.split("Commands:")[1]
-    for name, command in COMMAND.commands.items():
+    for name, command in command_at(group).commands.items():
         assert command.short_help, name
         assert " ".join(command.short_help.split()) in " ".join(listed.split()), name
     assert "..." not in listed
+    if not group:  # the main job leads
+        assert listed.split()[:3] == ["run", "Train", "and"]
 
 
 def command_at(path: list[str]):

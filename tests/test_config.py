@@ -108,7 +108,8 @@ def test_experiments_json_gives_the_paths(runner):
 
 
 def test_the_experiments_command_imports_no_torch():
-    code = ("import sys, lossbench.cli.experiments; "
+    code = ("import sys\nfrom lossbench.cli import app\n"
+            "app(['experiments'], prog_name='lossbench', standalone_mode=False)\n"
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 

@@ -10,10 +10,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-import typer
 
 from lossbench import api
-from lossbench.cli.export import export_command
+from lossbench.cli import app
 from lossbench.errors import ConfigError
 
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader:DeprecationWarning")
@@ -62,18 +61,6 @@ def run_dirs(folder: Path) -> list[Path]:
 def exported_runs(client, name: str = "lossbench") -> list:
     experiment = client.get_experiment_by_name(name)
     return client.search_runs([experiment.experiment_id], max_results=1000)
-
-
-def cli_app() -> typer.Typer:
-    """lossbench's app once the lead has registered `export`; until then, a stand-in."""
-    from lossbench.cli import app as cli
-
-    if any(c.name == "export" for c in cli.app.registered_commands):
-        return cli.app
-    app = typer.Typer(cls=cli.OneLineErrors)
-    app.callback()(lambda: None)
-    app.command("export")(export_command)
-    return app
 
 
 # --- MLflow ----------------------------------------------------------------------------
@@ -192,7 +179,6 @@ def test_tensorboard_export_twice_replaces_each_run_folder(results, tmp_path):
 
 def test_cli_export(runner, results, tmp_path):
     pytest.importorskip("tensorboard", reason=NEED_TENSORBOARD)
-    app = cli_app()
     result = runner.invoke(app, ["export", str(results), "--to", "tensorboard",
                                  "--logdir", str(tmp_path / "tb")])
     assert result.exit_code == 0, result.output

@@ -11,7 +11,8 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lossbench.cli.app import OneLineErrors, console, guard
+from lossbench.cli.app import OneLineErrors, app, guard
+from lossbench.cli.display import console
 from lossbench.cli.options import (
     ItemColOpt,
     KCoreOpt,
@@ -48,9 +49,11 @@ def download_with_progress(dataset: str, data_dir: str, url: str | None = None,
 data_app = typer.Typer(cls=OneLineErrors, no_args_is_help=True,
                        help="Data: describe your interactions file (info); download, verify "
                             "(SHA-256) and extract MovieLens (download).")
+app.add_typer(data_app, name="data",
+              short_help="Describe your interactions file; download MovieLens.")
 
 
-@data_app.command("info")
+@data_app.command("info", short_help="Describe an interactions file and its split.")
 def data_info(
     path: Annotated[Path, typer.Argument(help="An interactions file (CSV/TSV with a header, "
                                          "RecBole .inter, Parquet).")],
@@ -140,7 +143,7 @@ def duration(seconds: float) -> str:
     return f"{seconds:g} seconds"
 
 
-@data_app.command("download")
+@data_app.command("download", short_help="Download, verify and extract a MovieLens data set.")
 def data_download(
     dataset: Annotated[str, typer.Argument(help="ml-100k or ml-1m.")],
     data_dir: Annotated[str, typer.Option(

@@ -1,10 +1,10 @@
-"""`lossbench export`: a results folder into MLflow or TensorBoard (lossbench/results/export.py).
+"""`lossbench report`, `lossbench plot` and `lossbench export`: a results folder read from
+disk (lossbench/results/), as tables, figures, or runs in MLflow / TensorBoard.
 
+    lossbench report [RESULTS_DIR]     # statistics over seeds, report.json and report.md
+    lossbench plot [RESULTS_DIR]       # figures into RESULTS_DIR/plots/
     lossbench export results/<experiment> --to mlflow [--tracking-uri sqlite:///mlflow.db]
     lossbench export results/<experiment> --to tensorboard [--logdir runs]
-
-Registered in cli.py with `app.command("export")(export_command)`. It imports cli.py's
-`guard`, `console` and `chosen_folder` when called, so cli.py may import this module at its top.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Annotated
 
 import typer
 
+from lossbench.cli.app import app, chosen_folder, guard
+from lossbench.cli.display import console
 from lossbench.cli.options import ReadOutOpt, ResultsArg
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -36,12 +38,54 @@ LogdirOpt = Annotated[Path, typer.Option(
     help="tensorboard: the log folder; each run goes to DIR/EXPERIMENT/RUN_FOLDER/.")]
 
 
+@app.command("report", short_help="Statistics over seeds: mean, 95 % CI, paired tests.")
+def report_command(
+    results_dir: ResultsArg = None,
+    out: ReadOutOpt = Path("results"),
+    window: Annotated[int, typer.Option(
+        metavar="N", help="Moving-average window for double descent.")] = 5,
+    rise: Annotated[float, typer.Option(
+        metavar="X", help="Peak must be >= rise x first minimum.")] = 1.03,
+    recover: Annotated[float, typer.Option(
+        metavar="FRACTION",
+        help="Fraction of the rise the second descent must win back.")] = 0.3,
+) -> None:
+    """Statistics over seeds: mean +- 95 % CI, paired tests against plain, double descent."""
+    from lossbench import api
+    from lossbench.results import tables as report_tables
+
+    with guard():
+        summary, paths = api.report(chosen_folder(results_dir, out), window=window, rise=rise,
+                                    recover=recover)
+        for table in report_tables.render_tables(summary):
+            console.print(table)
+        for path in paths:
+            console.print(f"wrote {path}")
+
+
+@app.command("plot", short_help="Draw a results folder's figures.")
+def plot_command(
+    results_dir: ResultsArg = None,
+    out: ReadOutOpt = Path("results"),
+    format_: Annotated[str, typer.Option(
+        "--format", metavar="png|svg|pdf", help="Figure file format.")] = "png",
+    log_loss: Annotated[bool, typer.Option("--log-loss", help="Log scale for losses.")] = False,
+) -> None:
+    """Figures of a results folder into RESULTS_DIR/plots/: losses, metrics, theta, sweep."""
+    from lossbench import api
+
+    with guard():
+        for path in api.plot(chosen_folder(results_dir, out), fmt=format_, log_loss=log_loss):
+            console.print(str(path))
+
+
 def counts(actions: dict[str, str]) -> str:
     """`12 new, 0 replaced, 0 unchanged` for the runs (keys with a `/`) of an export."""
     runs = [a for key, a in actions.items() if "/" in key]
     return ", ".join(f"{runs.count(a)} {a}" for a in ("new", "replaced", "unchanged"))
 
 
+@app.command("export", short_help="Export runs to MLflow or TensorBoard.")
 def export_command(
     to: ToOpt,
     results_dir: ResultsArg = None,
@@ -53,7 +97,6 @@ def export_command(
     """Export a results folder's runs to MLflow or TensorBoard; exporting again replaces
     changed runs instead of duplicating them."""
     from lossbench import api
-    from lossbench.cli.app import chosen_folder, console, guard
 
     with guard():
         done = api.export(chosen_folder(results_dir, out), to=to, tracking_uri=tracking_uri,
