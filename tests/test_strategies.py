@@ -144,7 +144,7 @@ def test_bad_parameters_are_config_errors(kwargs, message):
 
 def term(*values: float) -> tuple:
     """A LossTerm of leaf per-example values (float64) and its mean; returns (term, leaf)."""
-    from lossbench.training.losses import LossTerm
+    from lossbench.strategies import LossTerm
 
     leaf = torch.tensor(values, dtype=torch.float64, requires_grad=True)
     return LossTerm(leaf, leaf.mean()), leaf
@@ -230,7 +230,8 @@ def test_gradient_strategy_step_flips_sign_under_batch_flooding():
     """train_step with gcs-flood on a one-parameter model: L_main = (p - 1)^2 and
     L_aux = (p + 1)^2 conflict at p = 0.5 (g_main = -1, g_aux = 3: aux dropped); below b
     the update is flipped."""
-    from lossbench.training.losses import Losses, LossTerm
+    from lossbench.strategies import LossTerm
+    from lossbench.training.losses import Losses
     from lossbench.training.trainer import train_step
 
     for b, sign in ((0.0, 1.0), (10.0, -1.0)):

@@ -9,9 +9,9 @@ The package, one module per job:
 - `catalog.py`: the registry's `Entry` and the built-in weightings' entries.
 - `names.py`: the name grammar, weighting + flooding suffix (`reweight-flood`, `dwa-iflood`).
 - `registry.py`: which weightings exist (built-ins, plugins), their parameters, groups.
-- `base.py`: the `Strategy` contract a plugin implements.
+- `base.py`: the contract a plugin implements: `Strategy`, and `LossTerm`, what it is given.
 - `objective.py`: one run's objective, a weighting and its flooding (`build_objective`).
-- `seed.py`, `baselines.py`, `gradient.py`: the formulas, by family.
+- `baselines.py`, `reweighting.py`, `gradient.py`, `flooding.py`: the formulas, by family.
 
 The registry's names are imported here as they are. The torch-backed names (`Strategy`,
 `LossTerm`, `build_strategy`, the formulas) are imported on first use (PEP 562 `__getattr__`):
@@ -44,14 +44,14 @@ from lossbench.strategies.registry import (
 
 TORCH_NAMES = {
     "Strategy": "lossbench.strategies.base",
-    "LossTerm": "lossbench.training.losses",
+    "LossTerm": "lossbench.strategies.base",
     "Objective": "lossbench.strategies.objective",
     "Step": "lossbench.strategies.objective",
     "build_objective": "lossbench.strategies.objective",
     "build_strategy": "lossbench.strategies.objective",
-    "flood": "lossbench.strategies.seed",
-    "flood_examples": "lossbench.strategies.seed",
-    "reweight_theta": "lossbench.strategies.seed",
+    "flood": "lossbench.strategies.flooding",
+    "flood_examples": "lossbench.strategies.flooding",
+    "reweight_theta": "lossbench.strategies.reweighting",
 }
 """Public names that need torch -> the module that defines them."""
 

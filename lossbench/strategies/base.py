@@ -15,7 +15,9 @@ The contract, all of it optional except `forward`:
   ranges and docs: they become CLI options, TOML keys and validation); `logs`, the state
   columns `log_state` returns (written to metrics.csv every epoch); `citation`;
   `flood_param`, a `Param` naming the setting that gives this weighting's own flood level
-  when it is flooded (reweight's `b_reweight`), or None to use `b`; `fusable` (issue 15).
+  when it is flooded (reweight's `b_reweight`), or None to use `b`; `fusable` (it may train
+  in a fused group: lossbench/training/fused.py). The built-in strategies declare `name`,
+  `params` and `flood_param` in catalog.py instead (torch-free, for `--help`).
 - The constructor takes the registered parameters as keyword arguments.
 - Learnable parameters (`nn.Parameter` attributes) are trained by the run's optimiser and saved
   in the checkpoint with the rest of the state (every public attribute: see
@@ -31,12 +33,33 @@ The contract, all of it optional except `forward`:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from torch import Tensor, nn
 
 from lossbench.strategies.param import Param
-from lossbench.training.losses import LossTerm
 
-__all__ = ["LossTerm", "Param", "Strategy"]
+__all__ = ["LossTerm", "Param", "Strategy", "as_term"]
+
+
+class LossTerm(NamedTuple):
+    """One loss of a batch: `per_example` [N] (one value per training target or anchor) and
+    its batch `mean` (a scalar). Both carry gradients.
+
+    `mean` is the loss function's own mean reduction, which can differ from
+    `per_example.mean()` in the last bit (another summation order); keeping it makes the
+    batch-mean strategies reproduce lossbench 0.1 number for number."""
+
+    per_example: Tensor
+    mean: Tensor
+
+
+def as_term(loss: Tensor) -> LossTerm:
+    """A LossTerm from a bare tensor: a scalar is its own (one) example, a vector its
+    examples with their mean."""
+    if loss.dim() == 0:
+        return LossTerm(loss.reshape(1), loss)
+    return LossTerm(loss, loss.mean())
 
 
 class Strategy(nn.Module):

@@ -1,4 +1,5 @@
-"""Loss-weighting baselines from the multi-task literature, for two losses (main, aux).
+"""Loss-weighting baselines from the multi-task literature, for two losses (main, aux): the
+plain sum, a fixed weight, uncertainty weighting and DWA.
 
 Each follows LibMTL's implementation (Lin & Zhang, `LibMTL/weighting/`), with the main and
 the auxiliary loss as the two tasks; the formula is in each docstring.
@@ -11,8 +12,18 @@ import math
 import torch
 from torch import Tensor, nn
 
-from lossbench.strategies.base import Strategy
-from lossbench.training.losses import LossTerm
+from lossbench.strategies.base import LossTerm, Strategy
+
+
+class Plain(Strategy):
+    """L = L_main + L_aux."""
+
+    citation = ("the unweighted sum (unitary scalarization): Kurin et al., In Defense of the "
+                "Unitary Scalarization for Deep Multi-Task Learning, NeurIPS 2022")
+    fusable = True
+
+    def forward(self, main: LossTerm, aux: LossTerm) -> Tensor:
+        return main.mean + aux.mean
 
 
 class Weighted(Strategy):

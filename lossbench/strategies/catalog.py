@@ -49,10 +49,10 @@ class Entry:
 
 
 BUILTINS: tuple[Entry, ...] = (
-    Entry("plain", "lossbench.strategies.seed:Plain"),
+    Entry("plain", "lossbench.strategies.baselines:Plain"),
     Entry("weighted", "lossbench.strategies.baselines:Weighted",
           (Param("w", 0.5, "fixed weight of L_aux", lo=0.0),)),
-    Entry("reweight", "lossbench.strategies.seed:Reweight", (
+    Entry("reweight", "lossbench.strategies.reweighting:Reweight", (
         Param("alpha", 0.1, "EMA rate of theta", lo=0.0, hi=1.0, lo_open=True),
         Param("lam", 5.0, "lambda in theta~ = L_main / (L_main + lambda * L_aux + eps)",
               lo=0.0),

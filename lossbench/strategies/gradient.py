@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lossbench.strategies.base import Strategy
-from lossbench.training.losses import LossTerm
+from lossbench.strategies.base import LossTerm, Strategy
 
 
 def flatten(grads: list[Tensor]) -> Tensor:

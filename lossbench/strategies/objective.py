@@ -13,11 +13,10 @@ import torch
 from torch import Tensor
 
 from lossbench.errors import ConfigError
-from lossbench.strategies.base import Strategy
+from lossbench.strategies.base import LossTerm, Strategy, as_term
+from lossbench.strategies.flooding import flood, flood_examples
 from lossbench.strategies.names import split_name
 from lossbench.strategies.registry import entry, run_params
-from lossbench.strategies.seed import flood, flood_examples
-from lossbench.training.losses import LossTerm, as_term
 
 
 class Step(NamedTuple):

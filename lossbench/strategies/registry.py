@@ -81,7 +81,7 @@ def check_interface(cls: type, name: str) -> None:
     import torch  # here, not at the top: the registry serves --help, which must not wait
     from torch import Tensor
 
-    from lossbench.training.losses import LossTerm
+    from lossbench.strategies.base import LossTerm
 
     try:
         strategy = cls(**{p.name: p.default for p in cls.params})

@@ -18,18 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lossbench.config import RunConfig
-
-
-class LossTerm(NamedTuple):
-    """One loss of a batch: `per_example` [N] (one value per training target or anchor) and
-    its batch `mean` (a scalar). Both carry gradients.
-
-    `mean` is the loss function's own mean reduction, which can differ from
-    `per_example.mean()` in the last bit (another summation order); keeping it makes the
-    batch-mean strategies reproduce lossbench 0.1 number for number."""
-
-    per_example: Tensor
-    mean: Tensor
+from lossbench.strategies.base import LossTerm
 
 
 class Losses(NamedTuple):
@@ -37,14 +26,6 @@ class Losses(NamedTuple):
 
     main: LossTerm
     aux: LossTerm
-
-
-def as_term(loss: Tensor) -> LossTerm:
-    """A LossTerm from a bare tensor: a scalar is its own (one) example, a vector its
-    examples with their mean."""
-    if loss.dim() == 0:
-        return LossTerm(loss.reshape(1), loss)
-    return LossTerm(loss, loss.mean())
 
 
 def next_item_ce(logits: Tensor, targets: Tensor, smoothing: float = 0.0) -> LossTerm:

@@ -24,8 +24,9 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from lossbench.config import RunConfig
+from lossbench.strategies.base import LossTerm
 from lossbench.tasks import Split
-from lossbench.training.losses import LossTerm, compute_losses
+from lossbench.training.losses import compute_losses
 from lossbench.training.metrics import METRIC_NAMES, ranking_metrics, target_ranks
 
 

@@ -1,33 +1,12 @@
-"""The source's formulas: plain, the EMA reweighting, and flooding (batch and per example).
-
-Source: the blog post "loss reweight技术、flooding技术" that lossbench started from (its
-reference code reweights as CBiT does, Du et al., CIKM 2022), and the flooding papers,
-Ishida et al., ICML 2020 (batch flooding, `|L - b| + b` on the total) and Xie et al., ICLR
-2022 (iFlood: the mean over examples of `|l_i - b| + b`).
+"""The EMA loss reweighting of the blog post "loss reweight技术、flooding技术" that lossbench
+started from; its reference code reweights as CBiT does (Du et al., CIKM 2022).
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from lossbench.strategies.base import Strategy
-from lossbench.training.losses import LossTerm
-
-
-def flood(loss: Tensor, b: float) -> Tensor:
-    """Flooding: L~ = |L - b| + b.
-
-    Above the flood level b this is L (ordinary descent); below b it is 2b - L, so the
-    gradient flips sign and the training loss is pushed back up towards b. With b = 0 and
-    L >= 0 it is exactly L. Applied elementwise it floods each example (iFlood)."""
-    return (loss - b).abs() + b
-
-
-def flood_examples(term: LossTerm, b: float) -> LossTerm:
-    """iFlood on one loss: every example's value is flooded, l~_i = |l_i - b| + b, and the
-    batch mean is taken over the flooded values (Xie et al., 2022, eq. 3)."""
-    flooded = flood(term.per_example, b)
-    return LossTerm(flooded, flooded.mean())
+from lossbench.strategies.base import LossTerm, Strategy
 
 
 def reweight_theta(main: Tensor, aux: Tensor, theta_old: float, *, alpha: float, lam: float,
@@ -41,17 +20,6 @@ def reweight_theta(main: Tensor, aux: Tensor, theta_old: float, *, alpha: float,
     if detach:
         theta_tilde = theta_tilde.detach()
     return alpha * theta_tilde + (1.0 - alpha) * theta_old
-
-
-class Plain(Strategy):
-    """L = L_main + L_aux."""
-
-    citation = ("the unweighted sum (unitary scalarization): Kurin et al., In Defense of the "
-                "Unitary Scalarization for Deep Multi-Task Learning, NeurIPS 2022")
-    fusable = True
-
-    def forward(self, main: LossTerm, aux: LossTerm) -> Tensor:
-        return main.mean + aux.mean
 
 
 class Reweight(Strategy):
