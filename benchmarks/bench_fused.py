@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from lossbench import trainer  # noqa: E402
-from lossbench.config import load_config, parse_set  # noqa: E402
+from lossbench.config import flat, load_config, parse_set  # noqa: E402
 from lossbench.results.folders import run_dir_name  # noqa: E402
 from lossbench.runner.local import Events, cached_task, execute_run, plan_runs, run_record  # noqa: E402
 from lossbench.training import fused  # noqa: E402
@@ -89,7 +89,7 @@ def run_sequential(cfgs, out: Path) -> list[tuple[dict, list[dict]]]:
     results = []
     for cfg in cfgs:
         task = cached_task(cfg)
-        run_dir = out / run_dir_name(dataclasses.asdict(cfg))
+        run_dir = out / run_dir_name(flat(cfg))
         results.append(execute_run(cfg, task, run_dir, run_record(cfg, task), Events()))
     return results
 
@@ -98,7 +98,7 @@ def run_together(cfgs, out: Path, allow_dropout: bool) -> list[tuple[dict, list[
     if len(cfgs) == 1:
         return run_sequential(cfgs, out)
     task = cached_task(cfgs[0])
-    dirs = [out / run_dir_name(dataclasses.asdict(c)) for c in cfgs]
+    dirs = [out / run_dir_name(flat(c)) for c in cfgs]
     return fused.run_fused(cfgs, task, dirs, [run_record(c, task) for c in cfgs], Events(),
                            allow_dropout=allow_dropout)
 
@@ -171,10 +171,10 @@ def main() -> None:
         overrides["data_dir"] = args.data_dir
     base = load_config(args.config, overrides)
     seeds = list(range(base.seed, base.seed + args.seeds))
-    levels = [float(b) for b in args.b_grid.split(",")] if args.b_grid else [base.b]
+    levels = [float(b) for b in args.b_grid.split(",")] if args.b_grid else [base.strategy.b]
     planned = [c for b in levels
                for c in plan_runs(dataclasses.replace(base, b=b), args.strategy or ["all"], seeds)]
-    cfgs = list({run_dir_name(dataclasses.asdict(c)): c for c in planned}.values())
+    cfgs = list({run_dir_name(flat(c)): c for c in planned}.values())
     cfgs.sort(key=lambda c: c.seed)  # seed-major, as a sweep plans them
     groups = fused.fusable_groups(cfgs, allow_dropout=args.allow_dropout)
     device = trainer.resolve_device(base.device)
@@ -195,7 +195,7 @@ def main() -> None:
                                           args.allow_dropout)
             epochs_seq = sum(len(rows) for _, rows in seq)
             epochs_fus = sum(len(rows) for _, rows in fus)
-            line = {"runs": [c.strategy for c in group], "seed": group[0].seed,
+            line = {"runs": [c.strategy.name for c in group], "seed": group[0].seed,
                     "sequential_s": t_seq, "fused_s": t_fus, "model_epochs": epochs_seq,
                     "model_epochs_fused": epochs_fus,
                     "sequential_parts_s": parts_seq, "fused_parts_s": parts_fus}

@@ -115,7 +115,7 @@ def build(path: Path, data_dir: Path) -> dict:
                                  "data_dir": str(data_dir)})
     baseline = peak_mib()
     start = time.perf_counter()
-    task = build_task(cfg)
+    task = build_task(cfg.task, cfg.seed)
     seconds = time.perf_counter() - start
     peak = peak_mib()
     start = time.perf_counter()

@@ -44,20 +44,20 @@ def main() -> None:
     overrides = {"device": "cpu"} | ({"data_dir": args.data_dir} if args.data_dir else {})
     base = load_config(args.config, overrides)
     cfgs = plan_runs(base, args.strategy or ["builtins"], [base.seed])
-    task = build_task(cfgs[0])
+    task = build_task(cfgs[0].task, cfgs[0].seed)
     device = torch.device("cpu")
     runs = []
     for cfg in cfgs:
         model = init_model(task, cfg, device)
-        objective = registry.build_objective(cfg.strategy, cfg.params, cfg.b)
-        optimizer = make_optimizer(model, cfg, list(objective.weighting.parameters()))
+        objective = registry.build_objective(cfg.strategy.name, cfg.strategy.params, cfg.strategy.b)
+        optimizer = make_optimizer(model, cfg.optim, list(objective.weighting.parameters()))
         runs.append((cfg, model, objective, optimizer, [], []))
     for epoch in range(1, args.epochs + 1):
         for cfg, model, objective, optimizer, train_times, epoch_times in runs:
             start = time.perf_counter()
             means = train_epoch(model, optimizer, objective, task, cfg, epoch, device)
             trained = time.perf_counter()
-            evaluate(model, task.val, batch_size=cfg.eval_batch_size, device=device)
+            evaluate(model, task.val, batch_size=cfg.train.eval_batch_size, device=device)
             objective.weighting.log_state()
             if "diverged_step" not in means:
                 objective.weighting.end_epoch({"main": means["train_main_loss"],
@@ -75,7 +75,7 @@ def main() -> None:
         ratio_epoch = statistics.median(a / b for a, b in zip(epoch_times[1:], plain[5][1:],
                                                               strict=True))
         kind = " (gradients)" if objective.weighting.needs_grads else ""
-        print(f"| {cfg.strategy}{kind} | {1000 * statistics.median(train_times[1:]):.1f} | "
+        print(f"| {cfg.strategy.name}{kind} | {1000 * statistics.median(train_times[1:]):.1f} | "
               f"{ratio_train:.3f} | {1000 * statistics.median(epoch_times[1:]):.1f} | "
               f"{ratio_epoch:.3f} |")
 

@@ -51,19 +51,20 @@ def bare_epochs(cfg, task) -> Iterator[tuple[float, float]]:
     files (on a GPU the validation loss's .item() waits for the epoch's work to finish)."""
     device = torch.device(cfg.device)
     model = init_model(task, cfg, device)
-    optimizer = make_optimizer(model, cfg)
-    reweight, flood = cfg.strategy.startswith("reweight"), cfg.strategy.endswith("flood")
-    p = cfg.params  # the strategy's parameters as the run holds them (experiment.plan_runs)
+    optimizer = make_optimizer(model, cfg.optim)
+    reweight, flood = cfg.strategy.name.startswith("reweight"), cfg.strategy.name.endswith("flood")
+    p = cfg.strategy.params  # the strategy's parameters as the run holds them (runner/plan.py)
     theta = float(p.get("theta0", 0.0))
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(1, cfg.train.epochs + 1):
         start = time.perf_counter()
         generator = epoch_generator(run_seeds(cfg.seed).batch, epoch)
         order = torch.randperm(len(task.train), generator=generator)
         model.train()
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
+        for i in range(0, len(order), cfg.train.batch_size):
+            idx = order[i:i + cfg.train.batch_size]
             losses = compute_losses(model, task.train.inputs[idx].to(device),
-                                    task.train.targets[idx].to(device), cfg, epoch, generator)
+                                    task.train.targets[idx].to(device), cfg.losses, epoch,
+                                    generator)
             main, aux = losses.main.mean, losses.aux.mean
             if reweight:
                 theta_tilde = main / (main + p["lam"] * aux + p["eps"])
@@ -75,7 +76,7 @@ def bare_epochs(cfg, task) -> Iterator[tuple[float, float]]:
             else:
                 loss = main + aux
             if flood:
-                loss = (loss - cfg.b).abs() + cfg.b
+                loss = (loss - cfg.strategy.b).abs() + cfg.strategy.b
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -117,7 +118,7 @@ def paired_epochs(cfg, task, folder: Path) -> tuple[list[float], list[float]]:
     thread = threading.Thread(target=run, daemon=True)  # a failing bare loop must not hang
     thread.start()
     bare, bare_times = bare_epochs(cfg, task), []
-    for _ in range(cfg.epochs):
+    for _ in range(cfg.train.epochs):
         lockstep.epoch_ended.acquire()
         if not thread.is_alive():
             break
@@ -126,7 +127,7 @@ def paired_epochs(cfg, task, folder: Path) -> tuple[list[float], list[float]]:
         lockstep.resume.release()
     thread.join()
     summary, rows = result.get("summary", {}), result.get("rows", [])
-    if summary.get("status") != "complete" or len(rows) != cfg.epochs:
+    if summary.get("status") != "complete" or len(rows) != cfg.train.epochs:
         raise SystemExit(f"the lossbench run did not train all epochs ({summary.get('status')});"
                          " pick a strategy and flood level that do not diverge")
     if abs(rows[-1]["val_loss"] - bare_val) > 1e-4:
@@ -159,14 +160,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     base = load_config(args.config, {"epochs": args.epochs, "device": args.device})
     (cfg,) = plan_runs(base, [args.strategy], [base.seed])  # the b the CLI would use
-    task = build_task(cfg)
+    task = build_task(cfg.task, cfg.seed)
     lb, bare = [], []  # epoch times, all repetitions together
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
             ours, theirs = paired_epochs(cfg, task, Path(tmp) / f"run{rep}")
             lb += ours
             bare += theirs
-    print(f"config {args.config}, strategy {cfg.strategy}, {args.epochs} epochs x {args.reps} "
+    print(f"config {args.config}, strategy {cfg.strategy.name}, {args.epochs} epochs x {args.reps} "
           f"reps in lockstep, {args.threads} torch threads, device {args.device}; both loops "
           f"reach the same final validation loss")
     for name, times in (("lossbench", lb), ("bare loop", bare)):

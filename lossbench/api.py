@@ -27,7 +27,7 @@ def base_config(config: str | Path | None = None, **settings: Any) -> RunConfig:
 def as_list(strategy: str | list[str] | None, base: RunConfig) -> list[str]:
     """The strategies to run: the argument, else the config's `strategy` (default plain)."""
     if not strategy:
-        return [base.strategy]
+        return [base.strategy.name]
     return [strategy] if isinstance(strategy, str) else list(strategy)
 
 
@@ -136,9 +136,9 @@ def strategies() -> list[dict]:
     from lossbench.strategies.registry import describe_flooding
 
     defaults = RunConfig()
-    b = Param("b", defaults.b, "flood level of X-flood, on the scale of the weighted total",
-              lo=0.0)
-    b_example = Param("b_example", defaults.b_example, "flood level of X-iflood, on the "
+    b = Param("b", defaults.strategy.b, "flood level of X-flood, on the scale of the weighted "
+              "total", lo=0.0)
+    b_example = Param("b_example", defaults.strategy.b_example, "flood level of X-iflood, on the "
                       "scale of one L_main example; negative = b")
     return describe() + describe_flooding(b, b_example)
 

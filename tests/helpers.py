@@ -67,7 +67,8 @@ class EventLog:
 
     @staticmethod
     def label(cfg) -> str:
-        return f"{cfg.strategy} b={cfg.b:g} {sorted(cfg.params.items())} s{cfg.seed}"
+        strategy = cfg.strategy
+        return f"{strategy.name} b={strategy.b:g} {sorted(strategy.params.items())} s{cfg.seed}"
 
     def runs_planned(self, cfgs) -> None:
         self.planned += len(cfgs)
@@ -84,3 +85,11 @@ class EventLog:
 
     def every_run_was(self, *events: str) -> bool:
         return bool(self.by_run) and all(got == list(events) for got in self.by_run.values())
+
+
+def task_of(cfg):
+    """The task of a run config (`build_task` of its task section and seed), as a run
+    builds it."""
+    from lossbench.tasks import build_task
+
+    return build_task(cfg.task, cfg.seed)

@@ -57,12 +57,13 @@ def test_bundled_experiments_are_the_files_of_the_experiments_folder():
 def test_config_by_name_loads_the_bundled_file(tmp_path, monkeypatch):
     by_path = load_config(EXPERIMENTS / "ml-100k.toml")
     assert load_config("ml-100k") == load_config("ml-100k.toml") == by_path
-    assert by_path.lr == 0.004 and by_path.task == "movielens"
+    assert by_path.optim.lr == 0.004 and by_path.task.name == "movielens"
     monkeypatch.chdir(tmp_path)
     (tmp_path / "ml-100k").mkdir()  # say, the extracted MovieLens folder: not a config
     assert load_config("ml-100k") == by_path
     (tmp_path / "ml-100k.toml").write_text("lr = 0.25\n")  # a file of yours wins
-    assert load_config("ml-100k.toml").lr == 0.25 and load_config("ml-100k").lr == 0.004
+    assert load_config("ml-100k.toml").optim.lr == 0.25
+    assert load_config("ml-100k").optim.lr == 0.004
 
 
 def test_run_with_a_bundled_config_name(runner, tmp_path):
@@ -124,8 +125,8 @@ def test_an_unknown_setting_suggests_the_closest_keys(runner, tiny, tmp_path):
             (["time-col=when"], "unknown setting 'time-col' in the command line; did you "
                                 "mean 'time_col'?"),
             (["xyzzy=1"], "unknown setting 'xyzzy' in the command line; the settings are "
-                          "RunConfig's fields (lossbench/config.py), the strategy parameters "
-                          "those `lossbench strategies` lists")):
+                          "listed in the reference (lossbench/config/sections.py), the strategy "
+                          "parameters by `lossbench strategies`")):
         args = [a for pair in pairs for a in ("--set", pair)]
         result = runner.invoke(app, ["run", "--config", str(tiny), *args,
                                      "--out", str(tmp_path)])

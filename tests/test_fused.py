@@ -14,7 +14,6 @@ identically (checked exactly).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lossbench.config import load_config
+from lossbench.config import flat, load_config
 from lossbench.errors import ConfigError
 from lossbench.results.folders import read_metrics, run_dir_name
 from lossbench.runner.local import Events, execute_run, plan_runs, run_record
@@ -43,7 +42,7 @@ def plan(strategies: list[str], seeds=(0,), **settings) -> list:
 
 
 def folder(out: Path, cfg) -> Path:
-    return out / run_dir_name(dataclasses.asdict(cfg))
+    return out / run_dir_name(flat(cfg))
 
 
 def sequential(cfgs, task, out: Path) -> list:
@@ -92,7 +91,7 @@ def assert_same_runs(expected: list, got: list, tol: float = TOL) -> float:
 def test_groups_are_the_fusable_runs_of_one_seed_and_settings():
     cfgs = plan(["plain", "flood", "uncertainty", "gcs", "weighted", "dwa", "pcgrad",
                  "reweight-iflood", "uncertainty-flood"], seeds=(0, 1))
-    groups = [[(c.strategy, c.seed) for c in g] for g in fusable_groups(cfgs)]
+    groups = [[(c.strategy.name, c.seed) for c in g] for g in fusable_groups(cfgs)]
     fusable = ["plain", "flood", "weighted", "dwa", "reweight-iflood"]
     alone = ["uncertainty", "gcs", "pcgrad", "uncertainty-flood"]
     assert groups == [[(s, 0) for s in fusable], *[[(s, 0)] for s in alone],
@@ -125,7 +124,7 @@ def test_fused_runs_equal_sequential_runs_and_write_the_same_files(tmp_path):
     cfgs = [*plan(["plain", "flood", "reweight", "weighted", "dwa", "iflood"], b=7.5,
                   **settings),
             *plan(["flood", "reweight-flood"], b=0.0, b_reweight=-1.0, **settings)]
-    task = build_task(cfgs[0])
+    task = build_task(cfgs[0].task, cfgs[0].seed)
     expected = sequential(cfgs, task, tmp_path / "seq")
     got = together(cfgs, task, tmp_path / "fused")
     assert_same_runs(expected, got)
@@ -148,21 +147,21 @@ def test_fused_runs_equal_sequential_runs_and_write_the_same_files(tmp_path):
 
 def test_fused_runs_follow_the_cosine_schedule_as_sequential_runs_do(tmp_path):
     cfgs = plan(["plain", "flood"], b=7.5, lr_schedule="cosine", lr=0.1, epochs=4)
-    task = build_task(cfgs[0])
+    task = build_task(cfgs[0].task, cfgs[0].seed)
     assert_same_runs(sequential(cfgs, task, tmp_path / "seq"),
                      together(cfgs, task, tmp_path / "fused"))
 
 
 def test_fused_runs_warm_up_as_sequential_runs_do(tmp_path):
     cfgs = plan(["plain", "reweight"], lr_warmup=1, lr=0.1, epochs=2)
-    task = build_task(cfgs[0])
+    task = build_task(cfgs[0].task, cfgs[0].seed)
     assert_same_runs(sequential(cfgs, task, tmp_path / "seq"),
                      together(cfgs, task, tmp_path / "fused"))
 
 
 def test_fused_runs_train_the_item_bias_as_sequential_runs_do(tmp_path):
     cfgs = plan(["plain", "reweight"], item_bias=True, epochs=2)
-    task = build_task(cfgs[0])
+    task = build_task(cfgs[0].task, cfgs[0].seed)
     assert_same_runs(sequential(cfgs, task, tmp_path / "seq"),
                      together(cfgs, task, tmp_path / "fused"))
 
@@ -172,7 +171,7 @@ def test_a_diverging_run_is_dropped_without_disturbing_the_others(tmp_path):
     the step where its unfused run diverges, and the other runs equal the group without it
     (the same batched kernels: exactly, here)."""
     cfgs = plan(["plain", "flood", "weighted"], b=7.5, w=1e30, epochs=4)
-    task = build_task(cfgs[0])
+    task = build_task(cfgs[0].task, cfgs[0].seed)
     with_it = together(cfgs, task, tmp_path / "with")
     without = together(cfgs[:2], task, tmp_path / "without")
     assert [r for _, r in with_it[:2]] == [r for _, r in without] or \
@@ -192,7 +191,7 @@ class StopAfter(Events):
         self.strategy, self.epoch = strategy, epoch
 
     def epoch_done(self, cfg, row) -> None:
-        if cfg.strategy == self.strategy and row["epoch"] == self.epoch:
+        if cfg.strategy.name == self.strategy and row["epoch"] == self.epoch:
             raise KeyboardInterrupt
 
 
@@ -202,7 +201,7 @@ def test_kill_and_resume_ends_as_the_uninterrupted_fused_run(tmp_path):
     unfused run resumes there). Then with one checkpoint lost (that run restarts alone from
     epoch 1, the others from epoch 3) and with a fused checkpoint resumed unfused (TOL)."""
     cfgs = plan(["plain", "flood", "reweight"], b=7.5, epochs=4)
-    task = build_task(cfgs[0])
+    task = build_task(cfgs[0].task, cfgs[0].seed)
     whole = together(cfgs, task, tmp_path / "whole")
     for case in ("resume", "one lost", "unfused"):
         out = tmp_path / case
@@ -226,13 +225,13 @@ def test_kill_and_resume_ends_as_the_uninterrupted_fused_run(tmp_path):
 
 def test_an_unfused_checkpoint_resumes_fused(tmp_path):
     cfgs = plan(["plain", "reweight"], epochs=3)
-    task = build_task(cfgs[0])
+    task = build_task(cfgs[0].task, cfgs[0].seed)
     whole = sequential(cfgs, task, tmp_path / "whole")
     out = tmp_path / "resumed"
     for cfg in cfgs:
         with pytest.raises(KeyboardInterrupt):
             execute_run(cfg, task, folder(out, cfg), run_record(cfg, task),
-                        StopAfter(cfg.strategy, 1))
+                        StopAfter(cfg.strategy.name, 1))
     assert_same_runs(whole, together(cfgs, task, out))
 
 

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from helpers import task_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -45,7 +46,7 @@ def write(path: Path, rows=ROWS, header=HEADER, sep: str = ",") -> Path:
 def build(path: Path, **settings):
     cfg = load_config(overrides={"task": "interactions", "data": str(path), "max_len": 3,
                                  "data_dir": str(path.parent / "data"), **settings})
-    return build_task(cfg)
+    return build_task(cfg.task, cfg.seed)
 
 
 def tensors(task) -> list[torch.Tensor]:
@@ -259,26 +260,29 @@ def test_unwritable_cache_still_builds(tmp_path):
 
 def test_task_key_and_fingerprint_follow_the_data(tmp_path):
     path = write(tmp_path / "k.csv")
-    cfg = load_config(overrides={"task": "interactions", "data": str(path)})
-    other = load_config(overrides={"task": "interactions", "data": str(path), "k_core": 2})
-    noisy = load_config(overrides={"task": "interactions", "data": str(path),
-                                   "label_noise": 0.5})
-    assert len({task_key(cfg), task_key(other), task_key(noisy)}) == 3
-    assert task_key(cfg) == task_key(load_config(overrides={"task": "interactions",
-                                                            "data": str(path), "seed": 3}))
-    fingerprint = data_fingerprint(cfg)
+
+    def key(**settings) -> tuple:
+        cfg = load_config(overrides=settings)
+        return task_key(cfg.task, cfg.seed)
+
+    files = {"task": "interactions", "data": str(path)}
+    cfg = load_config(overrides=files)
+    other = load_config(overrides={**files, "k_core": 2})
+    assert len({key(**files), key(**files, k_core=2), key(**files, label_noise=0.5)}) == 3
+    assert key(**files) == key(**files, seed=3)  # the file's data does not follow the seed
+    fingerprint = data_fingerprint(cfg.task)
     assert fingerprint["sha256"] == inter.file_digest(path) and fingerprint["k_core"] == 0
-    assert data_fingerprint(other) != fingerprint
+    assert data_fingerprint(other.task) != fingerprint
     write(path, rows=ROWS[:-1])
-    assert data_fingerprint(cfg)["sha256"] != fingerprint["sha256"]
-    assert data_fingerprint(load_config(overrides={"task": "synthetic"})) == {}
+    assert data_fingerprint(cfg.task)["sha256"] != fingerprint["sha256"]
+    assert data_fingerprint(load_config(overrides={"task": "synthetic"}).task) == {}
     ratings = tmp_path / "ml-100k" / "u.data"
     ratings.parent.mkdir()
     ratings.write_text("1\t2\t3\t4\n")
-    movielens = load_config(overrides={"task": "movielens", "data_dir": str(tmp_path)})
-    assert data_fingerprint(movielens) == {"sha256": inter.file_digest(ratings)}
-    assert task_key(movielens) != task_key(load_config(overrides={
-        "task": "movielens", "data_dir": str(tmp_path), "label_noise": 0.1}))
+    movielens = {"task": "movielens", "data_dir": str(tmp_path)}
+    assert data_fingerprint(load_config(overrides=movielens).task) == {
+        "sha256": inter.file_digest(ratings)}
+    assert key(**movielens) != key(**movielens, label_noise=0.1)
 
 
 @pytest.mark.parametrize("task", ["synthetic", "interactions"])
@@ -287,10 +291,10 @@ def test_label_noise_replaces_that_fraction_of_training_targets_only(tmp_path, t
                  "n_test_users": 8, "seq_len": 5, "batch_size": 10} if task == "synthetic"
                 else {"task": "interactions", "data": str(write(tmp_path / "l.csv")),
                       "data_dir": str(tmp_path), "max_len": 3})
-    clean = build_task(load_config(overrides=settings))
-    assert build_task(load_config(overrides={**settings, "label_noise": 0.0})).info == \
+    clean = task_of(load_config(overrides=settings))
+    assert task_of(load_config(overrides={**settings, "label_noise": 0.0})).info == \
         clean.info
-    noisy = build_task(load_config(overrides={**settings, "label_noise": 0.5}))
+    noisy = task_of(load_config(overrides={**settings, "label_noise": 0.5}))
     targets, noisy_targets = clean.train.targets, noisy.train.targets
     n = int((targets > 0).sum())
     assert noisy.info["n_label_noise_targets"] == round(0.5 * n)
@@ -298,12 +302,12 @@ def test_label_noise_replaces_that_fraction_of_training_targets_only(tmp_path, t
     assert int((noisy_targets != targets).sum()) <= round(0.5 * n)
     assert all(torch.equal(a, b) for a, b in zip(tensors(clean)[2:], tensors(noisy)[2:],
                                                  strict=True))
-    again = build_task(load_config(overrides={**settings, "label_noise": 0.5}))
+    again = task_of(load_config(overrides={**settings, "label_noise": 0.5}))
     assert torch.equal(again.train.targets, noisy_targets)
 
 
 def test_label_noise_draws_from_the_data_seed():
-    task = build_task(load_config(overrides={"n_train_users": 200}))
+    task = task_of(load_config(overrides={"n_train_users": 200}))
     a, b = (with_label_noise(task, 1.0, seed).train.targets for seed in (0, 1))
     assert not torch.equal(a, b) and with_label_noise(task, 0.0, 0) is task
     assert float((a != task.train.targets).float().mean()) > 0.9  # 1 / 150 stay by chance
@@ -383,9 +387,9 @@ def ml100k_csv(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("settings", [{}, {"min_rating": 4, "k_core": 5, "max_len": 20}])
 def test_movielens_and_the_same_ratings_as_csv_are_one_task(ml100k_csv, settings):
-    movielens = build_task(load_config(overrides={"task": "movielens",
+    movielens = task_of(load_config(overrides={"task": "movielens",
                                                   "data_dir": str(SHARED), **settings}))
-    csv_task = build_task(load_config(overrides={
+    csv_task = task_of(load_config(overrides={
         "task": "interactions", "data": str(ml100k_csv),
         "data_dir": str(ml100k_csv.parent / "data"), **settings}))
     assert movielens.n_items == csv_task.n_items

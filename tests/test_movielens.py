@@ -39,7 +39,7 @@ def write_ratings(data_dir: Path, dataset: str, rows) -> Path:
 
 def movielens(data_dir: Path, **settings):
     settings = {"task": "movielens", "data_dir": str(data_dir), **settings}
-    return make_movielens(load_config(overrides=settings))
+    return make_movielens(load_config(overrides=settings).task)
 
 
 # user 7: items 30, 20, 10, 40, 50 by time; user 3: items 20, 30, 40 (ties in file order)
@@ -185,7 +185,7 @@ def test_movielens_task_trains_one_epoch(tmp_path):
                                  "hidden": 8, "inner": 16, "batch_size": 8, "epochs": 1,
                                  "optimizer": "adam", "lr": 0.01, "best_by": "val_ndcg10",
                                  "device": "cpu"})
-    result = train(cfg, build_task(cfg))
+    result = train(cfg, build_task(cfg.task, cfg.seed))
     assert result.summary["status"] == "complete"
     assert 0.0 <= result.summary["test_hr10"] <= 1.0
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from lossbench.cli.app import app
-from lossbench.config import FIELD_TYPES
+from lossbench.config import setting_params
 
 CHEAP = ["--set", "task=synthetic", "--set", "n_items=20", "--set", "n_train_users=32",
          "--set", "n_val_users=16", "--set", "n_test_users=16", "--set", "seq_len=4",
@@ -32,7 +32,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 FIXTURES = [HealthCheck.function_scoped_fixture]  # tmp_path is reused across examples: fine
 
-CHEAP_KEYS = sorted(set(FIELD_TYPES) - {a.split("=")[0] for a in CHEAP[1::2]} - {"seed"})
+CHEAP_KEYS = sorted(set(setting_params()) - {a.split("=")[0] for a in CHEAP[1::2]} - {"seed"})
 TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
 NUMBER = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True))
 VALUE = st.one_of(TEXT, NUMBER.map(str), st.sampled_from(["true", "false", "", "1e400",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import _thread
 import csv
-import dataclasses
 import json
 import os
 import signal
@@ -22,6 +21,7 @@ import pytest
 from helpers import EventLog
 
 from lossbench import api
+from lossbench.config import flat
 from lossbench.errors import ConfigError, DataError
 from lossbench.results.folders import run_dir_name
 from lossbench.runner.local import experiment_name
@@ -215,7 +215,7 @@ def test_an_error_in_a_task_is_one_line_naming_the_results_folder(ray_session, t
                                                                    tmp_path):
     (cfg,) = api.plan(strategy="plain", config=tiny)
     folder = tmp_path / experiment_name(api.base_config(tiny)) / run_dir_name(
-        dataclasses.asdict(cfg))
+        flat(cfg))
     folder.mkdir(parents=True)
     (folder / "checkpoint.pkl").write_bytes(b"not a checkpoint")
     with pytest.raises(DataError) as error:

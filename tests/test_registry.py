@@ -27,12 +27,12 @@ def test_the_seed_four_reproduce_lossbench_0_1(tiny, tmp_path):
     (old,) = OLD.iterdir()
     comparison = api.run(strategy="all", config=tiny, b=7.9, epochs=6, aux_mask_prob=0.3,
                          out=tmp_path)
-    n_val = comparison.runs[0].cfg.n_val_users
+    n_val = comparison.runs[0].cfg.task.synthetic.n_val_users
     for run in comparison.runs:
-        (before,) = old.glob(f"synthetic__{run.cfg.strategy}__b*/metrics.csv")
+        (before,) = old.glob(f"synthetic__{run.cfg.strategy.name}__b*/metrics.csv")
         rows = metrics_rows(run.dir)
-        assert_rows_close(rows, metrics_rows(before), n_val, run.cfg.strategy)
-        assert any(float(r["flood_frac"]) > 0 for r in rows) or "flood" not in run.cfg.strategy
+        assert_rows_close(rows, metrics_rows(before), n_val, run.cfg.strategy.name)
+        assert any(float(r["flood_frac"]) > 0 for r in rows) or "flood" not in run.cfg.strategy.name
 
 
 def test_another_cpus_last_digits_pass_and_a_real_change_fails():

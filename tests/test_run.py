@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import task_of
 
 from lossbench import api
 from lossbench.cli.app import app
 from lossbench.config import load_config
 from lossbench.results.folders import COLUMNS
-from lossbench.tasks import build_task
 from lossbench.training.models import attention_dropout, build_model
 from lossbench.training.trainer import epoch_lr, init_model, warmup_factor
 
@@ -99,13 +99,13 @@ def test_reweight_records_theta_and_detach_switch(tiny, tmp_path):
 def test_paired_runs_share_data_initial_weights_and_batch_order(tiny):
     cfg_plain = load_config(tiny, {"strategy": "plain", "seed": 3})
     cfg_flood = load_config(tiny, {"strategy": "flood", "b": 0.7, "seed": 3})
-    task_a, task_b = build_task(cfg_plain), build_task(cfg_flood)
+    task_a, task_b = task_of(cfg_plain), task_of(cfg_flood)
     assert torch.equal(task_a.train.targets, task_b.train.targets)
     assert torch.equal(task_a.val.inputs, task_b.val.inputs)
     weights_a = init_model(task_a, cfg_plain, torch.device("cpu")).state_dict()
     weights_b = init_model(task_b, cfg_flood, torch.device("cpu")).state_dict()
     assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
-    other_seed = build_task(load_config(tiny, {"seed": 4}))
+    other_seed = task_of(load_config(tiny, {"seed": 4}))
     assert not torch.equal(task_a.train.targets, other_seed.train.targets)
 
 
@@ -115,14 +115,20 @@ def test_paired_runs_train_on_the_same_batches(tiny, tmp_path, monkeypatch):
     import lossbench.training.trainer as trainer
 
     seen: dict[tuple, list] = {}
-    real = trainer.compute_losses
+    run: list[tuple] = []  # the (strategy, seed) in training
+    real_losses, real_epoch = trainer.compute_losses, trainer.train_epoch
 
-    def spy(model, inputs, targets, cfg, epoch, generator):
+    def epoch_spy(model, optimizer, objective, task, cfg, epoch, device):
+        run[:] = [(cfg.strategy.name, cfg.seed)]
+        return real_epoch(model, optimizer, objective, task, cfg, epoch, device)
+
+    def losses_spy(model, inputs, targets, cfg, epoch, generator):
         state = generator.get_state().clone()  # the augmentation draw comes next
-        seen.setdefault((cfg.strategy, cfg.seed), []).append((inputs.clone(), state))
-        return real(model, inputs, targets, cfg, epoch, generator)
+        seen.setdefault(run[0], []).append((inputs.clone(), state))
+        return real_losses(model, inputs, targets, cfg, epoch, generator)
 
-    monkeypatch.setattr(trainer, "compute_losses", spy)
+    monkeypatch.setattr(trainer, "train_epoch", epoch_spy)
+    monkeypatch.setattr(trainer, "compute_losses", losses_spy)
     api.run(strategy=["plain", "flood", "reweight"], config=tiny, b=3.0, seeds=2,
             out=tmp_path)
     plain, flood, reweight = (seen[s, 0] for s in ("plain", "flood", "reweight"))
@@ -139,7 +145,7 @@ def test_flood_with_b_zero_reproduces_plain_exactly(tiny, tmp_path):
     the two runs must match. Any unpaired randomness would break this."""
     comparison = api.run(strategy=["plain", "flood", "reweight", "reweight-flood"],
                          config=tiny, b=0.0, b_reweight=-1.0, out=tmp_path)
-    metrics = {r.cfg.strategy: read_csv(r.dir / "metrics.csv") for r in comparison.runs}
+    metrics = {r.cfg.strategy.name: read_csv(r.dir / "metrics.csv") for r in comparison.runs}
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(metrics["plain"]) == strip(metrics["flood"])
     assert strip(metrics["reweight"]) == strip(metrics["reweight-flood"])
@@ -158,10 +164,12 @@ def test_aux_none_gives_zero_aux_loss(runner, tiny, tmp_path):
 
 def test_experiment_toml_loads_and_cli_overrides_it(tmp_path):
     default = load_config(Path(__file__).parents[1] / "experiments" / "synthetic.toml")
-    assert default.task == "synthetic" and default.b > 0
+    assert default.task.name == "synthetic" and default.strategy.b > 0
     cfg = load_config(Path(__file__).parents[1] / "experiments" / "synthetic.toml",
                       {"strategy": "reweight", "alpha": "0.3", "lam": 2})
-    assert (cfg.strategy, cfg.params["alpha"], cfg.params["lam"]) == ("reweight", 0.3, 2.0)
+    strategy = cfg.strategy
+    assert (strategy.name, strategy.params["alpha"], strategy.params["lam"]) == ("reweight", 0.3,
+                                                                                 2.0)
 
 
 def write(path: Path, text: str) -> Path:
@@ -230,7 +238,7 @@ def test_gru_model_runs_and_differs_from_sasrec(tiny, tmp_path):
             for model in ("sasrec", "gru")}
     for run in runs.values():
         assert run.summary["status"] == "complete"
-        assert json.loads((run.dir / "config.json").read_text())["model"] == run.cfg.model
+        assert json.loads((run.dir / "config.json").read_text())["model"] == run.cfg.model.name
     assert runs["gru"].summary["test_loss"] != runs["sasrec"].summary["test_loss"]
 
 
@@ -240,11 +248,12 @@ def test_attention_dropout_follows_dropout_unless_set(tiny):
 
     def two_passes(**settings) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = load_config(tiny, settings)
-        model = build_model(30, cfg).train()
+        model = build_model(30, cfg.task.max_len, cfg.model).train()
         return model(history), model(history)
 
-    assert attention_dropout(load_config(tiny, {"dropout": 0.3})) == 0.3
-    assert attention_dropout(load_config(tiny, {"dropout": 0.3, "attn_dropout": 0.0})) == 0.0
+    assert attention_dropout(load_config(tiny, {"dropout": 0.3}).model) == 0.3
+    assert attention_dropout(load_config(tiny, {"dropout": 0.3,
+                                                "attn_dropout": 0.0}).model) == 0.0
     first, second = two_passes(dropout=0.0, attn_dropout=0.0)
     assert torch.equal(first, second)  # no dropout anywhere: training passes agree
     first, second = two_passes(dropout=0.0, attn_dropout=0.5)
@@ -257,9 +266,10 @@ def test_item_bias_adds_a_learned_score_per_item(tiny):
     history = torch.tensor([[0, 3, 5, 7, 2, 9]])
     for model_name in ("sasrec", "gru"):
         torch.manual_seed(0)
-        plain = build_model(30, load_config(tiny, {"model": model_name})).eval()
+        plain = build_model(30, 50, load_config(tiny, {"model": model_name}).model).eval()
         torch.manual_seed(0)
-        biased = build_model(30, load_config(tiny, {"model": model_name, "item_bias": True}))
+        biased = build_model(30, 50, load_config(tiny, {"model": model_name,
+                                                        "item_bias": True}).model)
         biased.eval()
         assert plain.item_bias is None
         assert not any("item_bias" in name for name, _ in plain.named_parameters())

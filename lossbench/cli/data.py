@@ -25,9 +25,9 @@ from lossbench.cli.options import (
 
 def ensure_data(cfg) -> None:
     """For MovieLens, find or download the data set up front, with a download bar."""
-    if cfg.task != "movielens":
+    if cfg.task.name != "movielens":
         return
-    download_with_progress(cfg.dataset, cfg.data_dir)
+    download_with_progress(cfg.task.file.dataset, cfg.task.file.data_dir)
 
 
 def download_with_progress(dataset: str, data_dir: str, url: str | None = None,

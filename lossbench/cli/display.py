@@ -36,7 +36,7 @@ def runs_table(comparison) -> Table:
         table.add_column(column, justify="left" if column in ("strategy", "status") else "right")
     for run in comparison.runs:
         s = run.summary
-        table.add_row(run.cfg.strategy, f"{run.cfg.b:g}", str(run.cfg.seed),
+        table.add_row(run.cfg.strategy.name, f"{run.cfg.strategy.b:g}", str(run.cfg.seed),
                       s.get("status", "?") + (" (skipped)" if run.skipped else ""),
                       fmt(s.get("best_epoch")), fmt(s.get("val_loss"), 3),
                       fmt(s.get("final_val_loss"), 3), fmt(s.get("test_loss"), 3),

@@ -44,11 +44,11 @@ def run_label(cfg: Any) -> str:
     (`weighted w=0.3 seed=1`), as progress names a run."""
     from lossbench import strategies as registry
 
-    defaults = registry.run_params(cfg.strategy, {})
+    defaults = registry.run_params(cfg.strategy.name, {})
     changed = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-               for k, v in cfg.params.items() if defaults.get(k) != v]
-    flood = [f"b={cfg.b:g}"] if cfg.b else []
-    return " ".join([cfg.strategy, *flood, *changed, f"seed={cfg.seed}"])
+               for k, v in cfg.strategy.params.items() if defaults.get(k) != v]
+    flood = [f"b={cfg.strategy.b:g}"] if cfg.strategy.b else []
+    return " ".join([cfg.strategy.name, *flood, *changed, f"seed={cfg.seed}"])
 
 
 @dataclass
@@ -78,7 +78,7 @@ class ProgressModel:
     def plan(self, cfgs: list[Any]) -> None:
         for cfg in cfgs:
             if run_key(cfg) not in self.planned:
-                self.planned[run_key(cfg)] = cfg.epochs
+                self.planned[run_key(cfg)] = cfg.train.epochs
                 self.total += 1
 
     def start(self, cfg: Any, now: float) -> None:
@@ -86,7 +86,7 @@ class ProgressModel:
         if key not in self.planned and key not in self.running:
             self.total += 1  # started without a plan (a caller that plans nothing)
         self.planned.pop(key, None)
-        self.running.setdefault(key, Running(run_label(cfg), cfg.epochs))
+        self.running.setdefault(key, Running(run_label(cfg), cfg.train.epochs))
         if self.started_at is None:
             self.started_at = now
 
@@ -156,7 +156,7 @@ class ProgressBars(Events):
         self.model.start(cfg, time.monotonic())
         key = run_key(cfg)
         if key not in self.bars:
-            self.bars[key] = self.progress.add_task(run_label(cfg), total=cfg.epochs, eta="")
+            self.bars[key] = self.progress.add_task(run_label(cfg), total=cfg.train.epochs, eta="")
         self.draw()
 
     def epoch_done(self, cfg: Any, row: dict) -> None:

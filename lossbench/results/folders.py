@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from lossbench.config import identity, setting_params, strategy_params
 from lossbench.errors import DataError
 
 COLUMNS = ("epoch", "train_loss", "train_objective", "train_main_loss", "train_aux_loss",
@@ -44,11 +45,27 @@ def config_hash(settings: dict[str, Any], length: int = 8) -> str:
 
 
 def run_dir_name(settings: dict[str, Any]) -> str:
-    """`<task>__<strategy>__b<b>__s<seed>__<hash of all settings>` for a RunConfig dict; a
+    """`<task>__<strategy>__b<b>__s<seed>__<hash>` for a run's flat settings (`config.flat`,
+    or a config.json), the hash over its identity (`config.identity`: the settings that
+    differ from their defaults), so a new setting with a neutral default renames nothing. A
     plugin's `module:Class` becomes `module.Class` (only letters, digits, `.`, `_`, `-`)."""
+    settings = with_params_nested(settings)
     strategy = re.sub(r"[^A-Za-z0-9._-]", ".", settings["strategy"])
-    return (f"{settings['task']}__{strategy}__b{settings['b']:g}"
-            f"__s{settings['seed']}__{config_hash(settings, 6)}")
+    return (f"{settings['task']}__{strategy}__b{float(settings['b']):g}"
+            f"__s{settings['seed']}__{config_hash(identity(settings), 6)}")
+
+
+def experiment_folder_name(shared: dict[str, Any], fingerprint: dict) -> str:
+    """`<task, dataset or file stem>-<hash>` of an experiment folder: the hash over the
+    identity of the settings its runs share (`shared`: flat settings without the strategy
+    keys) and over the data's `fingerprint` (when there is one)."""
+    label = {"movielens": shared.get("dataset", "ml-100k"),
+             "interactions": Path(shared.get("data", "")).stem or "interactions"
+             }.get(shared.get("task", "synthetic"), shared.get("task", "synthetic"))
+    key = identity(shared)
+    if fingerprint:
+        key["data_fingerprint"] = fingerprint
+    return f"{label}-{config_hash(key)}"
 
 
 def write_atomic(path: Path, text: str, fsync: bool = True) -> None:
@@ -121,6 +138,18 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
     return rows
 
 
+def summary_head(settings: dict[str, Any]) -> dict[str, Any]:
+    """What every summary.json starts with: the run's strategy, flood level and seed (from
+    its flat settings, `config.flat`)."""
+    return {"strategy": settings["strategy"], "b": settings["b"], "seed": settings["seed"]}
+
+
+def interrupted_summary(settings: dict[str, Any], epochs_run: int) -> dict[str, Any]:
+    """summary.json of a run stopped by Ctrl-C or SIGTERM (locally, fused or on Ray) after
+    `epochs_run` epochs: the same command resumes it from its checkpoint."""
+    return {**summary_head(settings), "status": "interrupted", "epochs_run": epochs_run}
+
+
 class RunRecorder:
     """Writes one run folder: `start(config)`, `epoch(rows)` each epoch, `finish(summary)`."""
 
@@ -161,18 +190,25 @@ def is_complete(run_dir: Path, config: dict) -> bool:
         read_metrics(run_dir / "metrics.csv")
     except DataError:
         return False
-    old = settings_of(stored)
-    same = all(old.get(k) == v for k, v in settings_of(config).items())
+    same = identity(with_params_nested(stored)) == identity(with_params_nested(config))
     return same and summary.get("status") in ("complete", "diverged")
 
 
-def settings_of(config: dict) -> dict:
-    """The settings of a config.json dict (without seeds, versions, device name): the
-    RunConfig fields, with the strategy parameters (`params`) flattened in by name. lossbench
-    0.1 wrote the seed's parameters (alpha, lam, ...) at the top level; they read the same."""
-    from lossbench.config import FIELD_TYPES, strategy_params
+def with_params_nested(config: dict) -> dict:
+    """A config.json dict as `config.flat` gives settings: strategy parameters under
+    `params`. lossbench 0.1 wrote the reweighting's parameters (alpha, lam, ...) at the top
+    level; they move into `params` here."""
+    loose = {k: config[k] for k in strategy_params() if k in config}
+    if not loose:
+        return config
+    rest = {k: v for k, v in config.items() if k not in loose}
+    return {**rest, "params": {**loose, **(config.get("params") or {})}}
 
-    out = {k: config[k] for k in FIELD_TYPES if k in config}
-    out.update({k: config[k] for k in strategy_params() if k in config})
+
+def settings_of(config: dict) -> dict:
+    """The settings of a config.json dict (without seeds, versions, device name): every
+    config setting it holds, with the strategy parameters (`params`) flattened in by name."""
+    config = with_params_nested(config)
+    out = {k: config[k] for k in setting_params() if k in config}
     out.update(config.get("params") or {})
     return out

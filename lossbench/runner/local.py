@@ -26,18 +26,20 @@ from typing import TYPE_CHECKING
 import torch
 
 import lossbench
-from lossbench import strategies as registry
-from lossbench.config import RunConfig, validate
+from lossbench.config import STRATEGY_KEYS, RunConfig, flat
 from lossbench.errors import ConfigError, LossbenchError
 from lossbench.events import Events
 from lossbench.results.folders import (
     RunRecorder,
-    config_hash,
+    experiment_folder_name,
+    interrupted_summary,
     is_complete,
     read_json,
     read_metrics,
     run_dir_name,
+    summary_head,
 )
+from lossbench.runner.plan import plan_runs
 from lossbench.runner.workers import resolve_jobs, run_parallel, thread_share
 from lossbench.seeds import run_seeds
 from lossbench.tasks import Task, build_task, data_fingerprint, task_key
@@ -46,8 +48,6 @@ from lossbench.training.trainer import resolve_device, train
 if TYPE_CHECKING:
     from lossbench.runner.ray_backend import RayOptions
 
-STRATEGY_FIELDS = ("strategy", "b", "b_example", "params", "seed")
-"""Settings that may differ between the runs of one experiment folder."""
 
 
 @dataclass
@@ -69,40 +69,13 @@ class Comparison:
     runs: list[RunOutcome] = field(default_factory=list)
 
 
-def expand_strategies(names: list[str]) -> list[str]:
-    """Strategy names and groups (`all`, `builtins`) -> canonical names, first position kept;
-    plugins are imported here (strategies.expand)."""
-    return registry.expand(names or ["plain"])
-
-
-def plan_runs(base: RunConfig, strategies: list[str], seeds: list[int]) -> list[RunConfig]:
-    """One validated RunConfig per (seed, strategy), seed-major. Each run holds its own
-    strategy's parameters (`strategies.run_params`: the given values, else the defaults) and
-    the flood level it actually uses (`strategies.flood_level`: 0 without flooding, the
-    weighting's own level such as b_reweight when set >= 0, b_example for example flooding,
-    else b)."""
-    runs = []
-    names = expand_strategies(strategies)
-    for seed in seeds:
-        for name in names:
-            runs.append(validate(dataclasses.replace(
-                base, strategy=name, seed=seed,
-                b=registry.flood_level(name, base.params, base.b, base.b_example),
-                params=registry.run_params(name, base.params))))
-    return runs
-
-
 def experiment_name(base: RunConfig) -> str:
-    """`<task, dataset or file stem>-<hash of the shared settings and of the data>`: the same
-    settings and data give the same folder, whatever strategies and seeds are run in it; a
-    changed interactions file (another SHA-256) lands in a new folder."""
-    shared = {k: v for k, v in dataclasses.asdict(base).items() if k not in STRATEGY_FIELDS}
-    fingerprint = data_fingerprint(base)
-    if fingerprint:
-        shared["data_fingerprint"] = fingerprint
-    label = {"movielens": base.dataset,
-             "interactions": Path(base.data).stem or "interactions"}.get(base.task, base.task)
-    return f"{label}-{config_hash(shared)}"
+    """`<task, dataset or file stem>-<hash of the shared settings and of the data>`
+    (`results.folders.experiment_folder_name`): the same settings and data give the same
+    folder, whatever strategies and seeds are run in it; a changed interactions file
+    (another SHA-256) lands in a new folder."""
+    shared = {k: v for k, v in flat(base).items() if k not in STRATEGY_KEYS}
+    return experiment_folder_name(shared, data_fingerprint(base.task))
 
 
 def make_folder(path: Path) -> list[Path]:
@@ -132,11 +105,11 @@ def run_record(cfg: RunConfig, task: Task) -> dict:
     device = resolve_device(cfg.device)
     device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else platform.processor() or platform.machine())
-    return {**dataclasses.asdict(cfg),
+    return {**flat(cfg),
             "seeds": dataclasses.asdict(run_seeds(cfg.seed)),
             "device_used": f"{device.type} ({device_name})",
             "task_info": task.info,
-            "data_fingerprint": data_fingerprint(cfg),
+            "data_fingerprint": data_fingerprint(cfg.task),
             "versions": {"lossbench": lossbench.__version__, "torch": torch.__version__,
                          "python": sys.version.split()[0]},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -174,10 +147,10 @@ TASK_CACHE: dict[tuple, Task] = {}
 
 def cached_task(cfg: RunConfig) -> Task:
     """The task of `cfg`, built once per process for consecutive runs with the same data."""
-    key = task_key(cfg)
+    key = task_key(cfg.task, cfg.seed)
     if key not in TASK_CACHE:
         TASK_CACHE.clear()
-        TASK_CACHE[key] = build_task(cfg)
+        TASK_CACHE[key] = build_task(cfg.task, cfg.seed)
     return TASK_CACHE[key]
 
 
@@ -205,7 +178,7 @@ def run_one(cfg: RunConfig, parent: Path, events: Events, wait: bool,
     None when another lossbench process is working on it and `wait` is False."""
     task = cached_task(cfg)
     record = run_record(cfg, task)
-    run_dir = parent / run_dir_name(dataclasses.asdict(cfg))
+    run_dir = parent / run_dir_name(flat(cfg))
     with run_lock(run_dir, wait) as locked:
         if not locked:
             return None
@@ -241,7 +214,7 @@ def run_group(cfgs: list[RunConfig], parent: Path, events: Events,
     with ExitStack() as locks:
         for i, cfg in enumerate(cfgs):
             record = run_record(cfg, task)
-            run_dir = parent / run_dir_name(dataclasses.asdict(cfg))
+            run_dir = parent / run_dir_name(flat(cfg))
             if not locks.enter_context(run_lock(run_dir, wait=False)):
                 continue
             if is_complete(run_dir, record):
@@ -332,10 +305,9 @@ def execute_run(cfg: RunConfig, task: Task, run_dir: Path, record: dict,
     try:
         result = train(cfg, task, on_epoch=on_epoch, checkpoint=checkpoint)
     except KeyboardInterrupt:
-        recorder.finish({"strategy": cfg.strategy, "b": cfg.b, "seed": cfg.seed,
-                         "status": "interrupted", "epochs_run": len(rows)})
+        recorder.finish(interrupted_summary(flat(cfg), len(rows)))
         raise
-    summary = {"strategy": cfg.strategy, "b": cfg.b, "seed": cfg.seed, **result.summary}
+    summary = {**summary_head(flat(cfg)), **result.summary}
     recorder.finish(summary)
     checkpoint.unlink(missing_ok=True)
     return summary, result.rows

@@ -25,7 +25,6 @@ finished an epoch `interrupted`, as a local Ctrl-C does, and the same command re
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -41,9 +40,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import lossbench
+from lossbench.config import flat
 from lossbench.errors import ConfigError, LossbenchError
 from lossbench.events import QueueEvents, forward_events
-from lossbench.results.folders import is_complete, read_json, read_metrics, run_dir_name
+from lossbench.results.folders import (
+    interrupted_summary,
+    is_complete,
+    read_json,
+    read_metrics,
+    run_dir_name,
+)
 from lossbench.runner.store import (
     FINAL_FILES,
     RunStore,
@@ -56,7 +62,7 @@ from lossbench.runner.store import (
 )
 
 if TYPE_CHECKING:  # experiment (and so torch) is imported where it is used: the StoreServer
-    from lossbench.config import RunConfig  # actor's process then starts in a blink
+    from lossbench.config import RunConfig  # actor's process then starts in a blink, flat
     from lossbench.events import Events
     from lossbench.runner.local import Comparison
 
@@ -159,7 +165,7 @@ def train_remote(index: int, cfg: RunConfig, store: RunStore | Served, threads: 
     if not ray.get_gpu_ids():  # a run given no GPU by Ray must not take one (device auto)
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     torch.set_num_threads(threads)
-    name = run_dir_name(dataclasses.asdict(cfg))
+    name = run_dir_name(flat(cfg))
     with tempfile.TemporaryDirectory(prefix="lossbench-ray-") as scratch:
         run_dir = Path(scratch) / name
         run_dir.mkdir()
@@ -201,7 +207,7 @@ def run_ray(runs: list[RunConfig], comparison: Comparison, events: Events, *, th
                                             max_retries=options.max_retries,
                                             retry_exceptions=False)
     outcomes: dict[int, RunOutcome] = {}
-    names = [run_dir_name(dataclasses.asdict(cfg)) for cfg in runs]
+    names = [run_dir_name(flat(cfg)) for cfg in runs]
     messages = Queue(actor_options={"num_cpus": 0})
 
     def finished(i: int, outcome: RunOutcome) -> None:
@@ -214,7 +220,7 @@ def run_ray(runs: list[RunConfig], comparison: Comparison, events: Events, *, th
         try:
             for i in indices:
                 run_dir = comparison.dir / names[i]
-                if is_complete(run_dir, dataclasses.asdict(runs[i])):
+                if is_complete(run_dir, flat(runs[i])):
                     events.run_started(runs[i])
                     finished(i, RunOutcome(runs[i], run_dir, read_json(run_dir / "summary.json"),
                                            read_metrics(run_dir / "metrics.csv"), skipped=True))
@@ -304,6 +310,5 @@ def mark_interrupted(store: RunStore | Served, cfg: RunConfig, name: str) -> Non
     if "config.json" not in files or "summary.json" in files:
         return
     epochs = len(files.get("metrics.csv", b"").decode().splitlines()) - 1
-    interrupted = {"strategy": cfg.strategy, "b": cfg.b, "seed": cfg.seed,
-                   "status": "interrupted", "epochs_run": max(epochs, 0)}
+    interrupted = interrupted_summary(flat(cfg), max(epochs, 0))
     call(store, "put", name, {"summary.json": (json.dumps(interrupted, indent=2) + "\n").encode()})

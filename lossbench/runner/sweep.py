@@ -13,8 +13,8 @@ For the flood level (`param = "b"`, what `sweep-b` does):
    training loss (`train_loss`, the raw total) at its best validation epoch, averaged over
    seeds, rounded to 3 significant digits. The grid is printed and stored in sweep.json.
 3. Every b of the grid runs for every seed, paired with the baseline (same data, weights and
-   batches per seed). A weighting's own flood level (reweight's b_reweight) is switched off
-   so that the grid's b is the level used.
+   batches per seed). The grid's b is the level used, whatever the weighting's own level
+   (reweight's b_reweight): lossbench/runner/plan.py plans every run.
 
 For any other registered parameter of the strategy (w, alpha, dwa_temp, ...) every value of
 the grid (required) runs for every seed. Then, either way:
@@ -32,14 +32,13 @@ incomplete ones.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
 import numpy as np
 
 from lossbench import strategies as registry
-from lossbench.config import RunConfig, validate
+from lossbench.config import RunConfig, validate, with_settings
 from lossbench.errors import ConfigError
 from lossbench.results.folders import write_json
 from lossbench.results.stats import mean_ci
@@ -54,6 +53,7 @@ from lossbench.runner.local import (
     resolve_fuse,
     run_all,
 )
+from lossbench.runner.plan import plan_sweep
 
 DEFAULT_FRACTIONS = (0.5, 0.7, 0.8, 0.9, 0.95, 1.0, 1.1)
 """Default b grid as fractions of the baseline's training loss at its best validation epoch:
@@ -139,7 +139,7 @@ select_b = select_value  # the flood-level sweep's name for it
 
 def value_of(cfg: RunConfig, param: str) -> float:
     """The swept value of a run: its flood level or one of its strategy parameters."""
-    return float(cfg.b if param == "b" else cfg.params[param])
+    return float(cfg.strategy.b if param == "b" else cfg.strategy.params[param])
 
 
 def stats_by_value(runs: list[RunOutcome], select: str, param: str = "b") -> dict[float, dict]:
@@ -189,19 +189,7 @@ def sweep(base: RunConfig, *, strategy: str = "flood", param: str = "b",
     strategy = check_sweep(strategy, param, select)
     if param != "b" and grid is None:
         raise ConfigError(f"sweeping '{param}' needs values: give --grid or --range")
-    weighting, _ = registry.split_name(strategy)
-    params = dict(base.params)
-    own_level = registry.weighting_class(weighting).flood_param
-    if param == "b" and own_level is not None:
-        params[own_level.name] = -1.0  # the grid's b is the level, not b_reweight
-    base = validate(dataclasses.replace(base, best_by=select, params=params))
-
-    def runs_for(name: str, value: float, seed: int) -> RunConfig:
-        given = {**base.params, param: value} if param != "b" else base.params
-        return validate(dataclasses.replace(
-            base, strategy=name, seed=seed, b=value if param == "b" else base.b,
-            params=registry.run_params(name, given)))
-
+    base = validate(with_settings(base, {"best_by": select}))
     label = experiment_name(base)
     suffix = strategy if param == "b" else f"{strategy}-{param}"
     folder = Comparison(Path(out) / f"sweep-{label.replace('-', f'-{suffix}-', 1)}")
@@ -210,24 +198,19 @@ def sweep(base: RunConfig, *, strategy: str = "flood", param: str = "b",
     baseline = registry.no_flood_baseline(strategy) if param == "b" else None
     fuse = not on_ray(jobs) and resolve_fuse(fuse, base.device)
     try:
-        first = ([runs_for(baseline, 0.0, s) for s in seeds] if baseline else [])
-
-        def grid_runs(values: list[float]) -> list[RunConfig]:
-            return [runs_for(strategy, v, s) for v in values if v or param != "b"
-                    for s in seeds]
-
-        events.runs_planned(first + (grid_runs(grid) if grid is not None else []))
+        first, rest = plan_sweep(base, strategy, param, grid or [], seeds)
+        events.runs_planned(first + rest)
         level = None
         if first:
             run_all(first, folder, events, jobs=jobs, threads=threads, restart=restart,
                     fuse=fuse)
             if grid is None:  # the grid follows from the baseline: its runs are planned now
                 grid, level = default_grid(folder.runs)
-                events.runs_planned(grid_runs(grid))
+                rest = plan_sweep(base, strategy, param, grid, seeds)[1]
+                events.runs_planned(rest)
         assert grid is not None
         if on_grid is not None:
             on_grid(grid, level)
-        rest = grid_runs(grid)
         run_all(rest, folder, events, jobs=jobs, threads=threads, restart=restart, fuse=fuse)
     except ConfigError:
         remove_empty(created)

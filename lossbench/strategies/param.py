@@ -1,5 +1,7 @@
-"""A strategy parameter: its name, default (whose type is the parameter's type), doc and valid
-range, and the one function that reads a value of it (from TOML, `--set` or an option).
+"""A setting's declaration: its name, default (whose type is the setting's type), doc, valid
+range or choices, and the one function that reads a value of it (from TOML, `--set` or an
+option). Strategy parameters are `Param`s, and so is every field of the run configuration
+(lossbench/config.py builds them from its dataclasses): one checker for every value.
 
 Torch-free, like the rest of what the registry knows before a strategy is built: the
 command line lists every parameter in `--help` without importing torch.
@@ -16,8 +18,8 @@ from lossbench.errors import ConfigError
 
 @dataclass(frozen=True)
 class Param:
-    """A registered strategy parameter: name, default (its type is the parameter's type), a
-    one-line doc, and an optional range [lo, hi] (open at an end with `lo_open`/`hi_open`)."""
+    """A setting: name, default (its type is the setting's type), a one-line doc, and an
+    optional range [lo, hi] (open at an end with `lo_open`/`hi_open`) or `choices`."""
 
     name: str
     default: Any
@@ -26,6 +28,7 @@ class Param:
     hi: float | None = None
     lo_open: bool = False
     hi_open: bool = False
+    choices: tuple[str, ...] = ()
 
     @property
     def type(self) -> type:
@@ -43,35 +46,16 @@ class Param:
         return ""
 
     def check(self, value: Any, where: str = "") -> Any:
-        """`value` converted to the parameter's type and checked against its range; a
-        ConfigError naming the parameter otherwise. Strings (from the command line) are
-        parsed."""
-        want = self.type
-        out: Any = None
-        if want is bool:
-            if isinstance(value, bool):
-                out = value
-            elif isinstance(value, str) and value.lower() in ("true", "false", "1", "0",
-                                                               "yes", "no"):
-                out = value.lower() in ("true", "1", "yes")
-        elif want is int:
-            if isinstance(value, int) and not isinstance(value, bool):
-                out = value
-            elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
-                out = int(value)
-        elif want is float:
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                out = float(value)
-            elif isinstance(value, str):
-                try:
-                    out = float(value)
-                except ValueError:
-                    pass
-        elif want is str and isinstance(value, str):
-            out = value
+        """`value` converted to the setting's type (`parse`) and checked against its range
+        or choices; a ConfigError naming the setting (and `where`, e.g. " in FILE")
+        otherwise."""
+        out = parse(self.type, value)
         if out is None:
-            raise ConfigError(f"setting '{self.name}'{where} must be {want.__name__}, "
+            raise ConfigError(f"setting '{self.name}'{where} must be {self.type.__name__}, "
                               f"got {value!r}")
+        if self.choices and out not in self.choices:
+            raise ConfigError(f"unknown {self.name} '{out}'{where}; choose one of: "
+                              f"{', '.join(self.choices)}")
         if isinstance(out, float) and not math.isfinite(out):
             raise ConfigError(f"{self.name} must be a finite number, got {out}{where}")
         too_low = self.lo is not None and (out <= self.lo if self.lo_open else out < self.lo)
@@ -79,3 +63,33 @@ class Param:
         if too_low or too_high:
             raise ConfigError(f"{self.name} must be {self.bound_text()}, got {out}{where}")
         return out
+
+
+def parse(want: type, value: Any) -> Any:
+    """`value` as a `want` (bool, int, float or str), or None when it is not one. Strings (from
+    the command line) are parsed: true/false/yes/no/1/0 for a bool, Python's int() and
+    float() for numbers; a bool is never taken for a number, an int is a float."""
+    if want is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0",
+                                                                 "yes", "no"):
+            return value.strip().lower() in ("true", "1", "yes")
+        return None
+    if isinstance(value, bool):
+        return None
+    if want is int:
+        if isinstance(value, int):
+            return value
+        try:
+            return int(value) if isinstance(value, str) else None
+        except ValueError:
+            return None
+    if want is float:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return float(value) if isinstance(value, str) else None
+        except ValueError:
+            return None
+    return value if isinstance(value, want) else None

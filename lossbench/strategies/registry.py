@@ -32,8 +32,10 @@ GROUPS = {"all": ("plain", "reweight", "flood", "reweight-flood"),
           "builtins": (*(entry.name for entry in BUILTINS), "flood", "reweight-flood",
                        "iflood")}
 ENTRY_POINT_GROUP = "lossbench.strategies"
-RESERVED = frozenset({"b", "strategy", "seed", "params"})
-"""Names a strategy parameter may not take (besides every RunConfig field)."""
+RESERVED = frozenset({"b", "b_example", "strategy", "seed", "params"})
+"""Names a strategy parameter may not take. The configuration refuses a parameter named like
+any of its settings when it reads one (`config.strategy_params`): the registry does not
+know the configuration."""
 
 REGISTRY: dict[str, Entry] = {entry.name: entry for entry in BUILTINS}
 """Weighting name -> Entry. Built-ins first, then plugins as they are loaded."""
@@ -59,19 +61,13 @@ def register(cls: type, name: str | None = None) -> type:
     for param in entry.all_params:
         if not isinstance(param, Param):
             raise ConfigError(f"{where}: params must be lossbench.strategies.Param objects")
-        if param.name in reserved_names():
+        if param.name in RESERVED:
             raise ConfigError(f"{where}: parameter '{param.name}' clashes with a setting")
         if param.name in known and known[param.name] != param:
             raise ConfigError(f"{where}: parameter '{param.name}' is declared differently "
                               "by another strategy")
     REGISTRY[name] = entry
     return cls
-
-
-def reserved_names() -> set[str]:
-    from lossbench.config import FIELD_TYPES  # config imports this module at call time only
-
-    return set(FIELD_TYPES) | RESERVED
 
 
 def check_interface(cls: type, name: str) -> None:

@@ -15,6 +15,7 @@ last two share one pipeline). `build_task` adds `label_noise` to any of them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lossbench.config import RunConfig
+from lossbench.config import TaskConfig
 from lossbench.seeds import run_seeds
 
 
@@ -49,14 +50,14 @@ class Task:
     info: dict = field(default_factory=dict)
 
 
-def build_task(cfg: RunConfig) -> Task:
-    """The task named by `cfg.task`, built from the data seed of `cfg.seed`, with
+def build_task(cfg: TaskConfig, seed: int) -> Task:
+    """The task named by `cfg.name`, built from the data seed of the run seed `seed`, with
     `cfg.label_noise` applied to its training targets (`with_label_noise`)."""
-    if cfg.task == "synthetic":
+    if cfg.name == "synthetic":
         from lossbench.tasks.synthetic import make_synthetic
 
-        task = make_synthetic(cfg)
-    elif cfg.task == "movielens":
+        task = make_synthetic(cfg.synthetic, seed)
+    elif cfg.name == "movielens":
         from lossbench.tasks.movielens import make_movielens
 
         task = make_movielens(cfg)
@@ -64,7 +65,7 @@ def build_task(cfg: RunConfig) -> Task:
         from lossbench.tasks.interactions import make_interactions
 
         task = make_interactions(cfg)
-    return with_label_noise(task, cfg.label_noise, run_seeds(cfg.seed).data)
+    return with_label_noise(task, cfg.label_noise, run_seeds(seed).data)
 
 
 def with_label_noise(task: Task, fraction: float, data_seed: int) -> Task:
@@ -85,39 +86,39 @@ def with_label_noise(task: Task, fraction: float, data_seed: int) -> Task:
     return replace(task, train=Split(task.train.inputs, torch.from_numpy(targets)), info=info)
 
 
-def task_key(cfg: RunConfig) -> tuple:
+def task_key(cfg: TaskConfig, seed: int) -> tuple:
     """Settings that determine the data: runs with equal keys can share one built Task."""
-    noise = (cfg.label_noise, cfg.seed) if cfg.label_noise > 0 else (0.0,)
-    if cfg.task == "synthetic":
-        return ("synthetic", cfg.seed, cfg.n_items, cfg.n_train_users, cfg.n_val_users,
-                cfg.n_test_users, cfg.seq_len, cfg.noise, cfg.taste_prob, cfg.taste_dim,
-                cfg.taste_scale, cfg.markov_fanout, *noise)
-    if cfg.task == "movielens":
-        return ("movielens", cfg.dataset, cfg.data_dir, cfg.min_rating, cfg.k_core,
+    noise = (cfg.label_noise, seed) if cfg.label_noise > 0 else (0.0,)
+    if cfg.name == "synthetic":
+        return ("synthetic", seed, *dataclasses.astuple(cfg.synthetic), *noise)
+    files = cfg.file
+    if cfg.name == "movielens":
+        return ("movielens", files.dataset, files.data_dir, files.min_rating, files.k_core,
                 cfg.max_len, cfg.train_stride, *noise)
-    return ("interactions", str(Path(cfg.data).expanduser().resolve()), cfg.user_col,
-            cfg.item_col, cfg.time_col, cfg.rating_col, cfg.min_rating, cfg.k_core,
+    return ("interactions", str(Path(files.data).expanduser().resolve()), files.user_col,
+            files.item_col, files.time_col, files.rating_col, files.min_rating, files.k_core,
             cfg.max_len, cfg.train_stride, *noise)
 
 
-def data_fingerprint(cfg: RunConfig) -> dict:
+def data_fingerprint(cfg: TaskConfig) -> dict:
     """What identifies the data, for config.json and the experiment hash (a changed file
     gives a new folder): {} for synthetic (the settings are the data); the ratings file's
     SHA-256 for movielens (found or downloaded as `build_task` does); for interactions the
     file's SHA-256 (its content, not its name) and the settings that preprocess it.
     DataError if the file cannot be read. The hash is computed once per process."""
-    if cfg.task == "synthetic":
+    if cfg.name == "synthetic":
         return {}
     from lossbench.tasks.interactions import file_digest, split_settings
 
-    if cfg.task == "movielens":
+    files = cfg.file
+    if cfg.name == "movielens":
         from lossbench.tasks.download import ratings_file
 
-        path = ratings_file(cfg.dataset, cfg.data_dir)
-        return {"sha256": file_digest(path)}
+        return {"sha256": file_digest(ratings_file(files.dataset, files.data_dir))}
     from lossbench.tasks.reader import open_layout
 
-    path = open_layout(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col, cfg.rating_col).path
-    return {"sha256": file_digest(path), "user_col": cfg.user_col,
-            "item_col": cfg.item_col, "time_col": cfg.time_col, "rating_col": cfg.rating_col,
-            **split_settings(cfg)}
+    path = open_layout(files.data, files.user_col, files.item_col, files.time_col,
+                       files.rating_col).path
+    return {"sha256": file_digest(path), "user_col": files.user_col,
+            "item_col": files.item_col, "time_col": files.time_col,
+            "rating_col": files.rating_col, **split_settings(cfg)}

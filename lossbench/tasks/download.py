@@ -1,11 +1,11 @@
 """MovieLens archives on disk: find them, or download, verify and extract them safely.
 
     folder = download_dataset("ml-1m", "")            # <data dir>/ml-1m, downloaded if missing
-    ratings = ratings_file("ml-100k", cfg.data_dir)   # <data dir>/ml-100k/u.data
+    ratings = ratings_file("ml-100k", cfg.task.file.data_dir)   # <data dir>/ml-100k/u.data
 
-The data folder is, in this order: the `data_dir` argument (`--data-dir`, `cfg.data_dir`) if
-not empty, else `$LOSSBENCH_DATA_DIR`, else `~/.cache/lossbench`. Inside it a data set is
-used as soon as one of these is there, and only then downloaded:
+The data folder is, in this order: the `data_dir` argument (`--data-dir`, the `data_dir`
+setting) if not empty, else `$LOSSBENCH_DATA_DIR`, else `~/.cache/lossbench`. Inside it a
+data set is used as soon as one of these is there, and only then downloaded:
 
 1. the extracted folder `<data dir>/<name>/` with its ratings file (`ml-100k/u.data`,
    `ml-1m/ratings.dat`), used as it is;

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lossbench.config import RunConfig
+from lossbench.config import TaskConfig
 from lossbench.errors import DataError
 from lossbench.tasks import Split, Task
 from lossbench.tasks.download import resolve_data_dir
@@ -193,11 +193,11 @@ def leave_one_out(seqs: Sequences, max_len: int, train_stride: int = 0
     return arrays, counts
 
 
-def split_settings(cfg: RunConfig) -> dict:
+def split_settings(cfg: TaskConfig) -> dict:
     """The settings that shape the split of an interactions or MovieLens file (the keyword
     arguments of `build_split` besides `read`, `source` and `noun`)."""
-    return {"min_rating": cfg.min_rating, "k_core": cfg.k_core, "max_len": cfg.max_len,
-            "train_stride": cfg.train_stride}
+    return {"min_rating": cfg.file.min_rating, "k_core": cfg.file.k_core,
+            "max_len": cfg.max_len, "train_stride": cfg.train_stride}
 
 
 def build_split(read: Callable[[], Interactions], min_rating: float, k_core: int,
@@ -309,10 +309,11 @@ def save_split(path: Path, arrays: dict[str, np.ndarray], counts: dict) -> None:
 
 # --- tasks and facts --------------------------------------------------------------------------
 
-def make_interactions(cfg: RunConfig) -> Task:
-    """The task of the file `cfg.data` (module docstring), named after the file's stem."""
-    layout = open_layout(cfg.data, cfg.user_col, cfg.item_col, cfg.time_col, cfg.rating_col)
-    with_rating = cfg.min_rating > 0
+def make_interactions(cfg: TaskConfig) -> Task:
+    """The task of the file `cfg.file.data` (module docstring), named after the file's stem."""
+    layout = open_layout(cfg.file.data, cfg.file.user_col, cfg.file.item_col,
+                         cfg.file.time_col, cfg.file.rating_col)
+    with_rating = cfg.file.min_rating > 0
     sha256 = file_digest(layout.path)
     used = {r: n for r, n in layout.columns.items() if r != "rating" or with_rating}
     settings = split_settings(cfg)
@@ -323,7 +324,7 @@ def make_interactions(cfg: RunConfig) -> Task:
         return build_split(lambda: read_interactions(layout, with_rating),
                            source=str(layout.path), **settings)
 
-    arrays, counts = cached_split(cfg.data_dir, layout.path.stem, key, cfg.max_len, build)
+    arrays, counts = cached_split(cfg.file.data_dir, layout.path.stem, key, cfg.max_len, build)
     info = {"file": str(layout.path.resolve()), "sha256": sha256, "format": layout.format,
             "columns": used, **counts, **settings}
     return task_from_arrays(layout.path.stem, arrays, info)

@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from lossbench.config import RunConfig
+from lossbench.config import TaskConfig
 from lossbench.errors import DataError
 from lossbench.tasks import Task, interactions
 from lossbench.tasks.download import DatasetSpec, dataset_spec, ratings_file
@@ -127,15 +127,16 @@ def user_sequences(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return seqs.items, seqs.starts, seqs.lengths, seqs.n_items
 
 
-def make_movielens(cfg: RunConfig) -> Task:
-    """The MovieLens task of `cfg.dataset` from `cfg.data_dir` (downloaded if missing), with
-    `cfg.min_rating`, `cfg.k_core` and histories of `cfg.max_len` (module docstring)."""
-    spec = dataset_spec(cfg.dataset)
-    path = ratings_file(cfg.dataset, cfg.data_dir)
+def make_movielens(cfg: TaskConfig) -> Task:
+    """The MovieLens task of `cfg.file.dataset` from `cfg.file.data_dir` (downloaded if
+    missing), with `cfg.file.min_rating`, `cfg.file.k_core` and histories of `cfg.max_len`
+    (module docstring)."""
+    spec = dataset_spec(cfg.file.dataset)
+    path = ratings_file(cfg.file.dataset, cfg.file.data_dir)
     sha256 = file_digest(path)
     settings = split_settings(cfg)
     arrays, counts = build_split(lambda: from_ratings(read_ratings(path, spec)),
                                  source=str(path), noun="ratings", **settings)
-    info = {"dataset": cfg.dataset, "ratings_file": str(path), "sha256": sha256, **counts,
+    info = {"dataset": cfg.file.dataset, "ratings_file": str(path), "sha256": sha256, **counts,
             **settings}
-    return task_from_arrays(cfg.dataset, arrays, info)
+    return task_from_arrays(cfg.file.dataset, arrays, info)

@@ -23,12 +23,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lossbench.config import RunConfig
+from lossbench.config import SyntheticTask
 from lossbench.seeds import run_seeds
 from lossbench.tasks import Split, Task
 
 
-def sample_world(rng: np.random.Generator, cfg: RunConfig) -> tuple[np.ndarray, np.ndarray]:
+def sample_world(rng: np.random.Generator, cfg: SyntheticTask) -> tuple[np.ndarray, np.ndarray]:
     """Item vectors [n_items, d] and the Markov transition matrix [n_items, n_items]."""
     items = rng.normal(0.0, 1.0 / np.sqrt(cfg.taste_dim), size=(cfg.n_items, cfg.taste_dim))
     transition = np.zeros((cfg.n_items, cfg.n_items))
@@ -39,7 +39,7 @@ def sample_world(rng: np.random.Generator, cfg: RunConfig) -> tuple[np.ndarray, 
     return items, transition
 
 
-def sample_sequences(rng: np.random.Generator, cfg: RunConfig, items: np.ndarray,
+def sample_sequences(rng: np.random.Generator, cfg: SyntheticTask, items: np.ndarray,
                      transition: np.ndarray, n_users: int) -> np.ndarray:
     """[n_users, seq_len + 1] item indices (0-based), vectorised over users."""
     users = rng.normal(size=(n_users, cfg.taste_dim))
@@ -63,15 +63,15 @@ def draw(rng: np.random.Generator, cdf: np.ndarray) -> np.ndarray:
     return np.minimum((cdf < u).sum(axis=1), cdf.shape[1] - 1)
 
 
-def make_synthetic(cfg: RunConfig) -> Task:
-    """Generate the task for `cfg.seed` (data seed from `run_seeds`).
+def make_synthetic(cfg: SyntheticTask, seed: int) -> Task:
+    """Generate the task for the run seed `seed` (its data seed, from `run_seeds`).
 
     Item ids shift by one (0 is padding). Training: inputs [N, seq_len] are items 0..T-1 of
     each sequence and targets [N, seq_len] items 1..T, so every position is a prediction;
     each training target is independently replaced by a uniformly random item with
     probability `noise` (the inputs stay clean). Validation and test: inputs are the first
     seq_len items, the target [M] the clean item after them."""
-    rng = np.random.default_rng(run_seeds(cfg.seed).data)
+    rng = np.random.default_rng(run_seeds(seed).data)
     items, transition = sample_world(rng, cfg)
     seqs = sample_sequences(rng, cfg, items, transition, cfg.n_train_users) + 1
     targets = seqs[:, 1:].copy()

@@ -39,7 +39,6 @@ launches), so the gain is about R / 2.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -49,13 +48,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lossbench.config import RunConfig
+from lossbench.config import RunConfig, flat
 from lossbench.errors import ConfigError
-from lossbench.results.folders import RunRecorder
+from lossbench.results.folders import RunRecorder, interrupted_summary, summary_head
 from lossbench.seeds import epoch_generator, run_seeds
 from lossbench.strategies import Objective, build_objective, split_name, weighting_class
 from lossbench.tasks import Task
-from lossbench.training.losses import supcon_temperature
+from lossbench.training.losses import aux_tau
 from lossbench.training.models import attention_dropout, build_model
 from lossbench.training.stacked import (
     Stack,
@@ -92,13 +91,13 @@ PER_RUN_FIELDS = ("strategy", "b", "b_example", "params")
 
 def fuse_blocker(cfg: RunConfig, allow_dropout: bool = False) -> str | None:
     """Why `cfg` cannot train in a fused group (one line), or None when it can."""
-    cls = weighting_class(split_name(cfg.strategy)[0])
+    cls = weighting_class(split_name(cfg.strategy.name)[0])
     if not cls.fusable or cls.needs_grads:
-        return (f"strategy '{cfg.strategy}' is not fusable (learnable weights or per-run "
+        return (f"strategy '{cfg.strategy.name}' is not fusable (learnable weights or per-run "
                 "gradients)")
-    if cfg.model not in FUSABLE_MODELS:
-        return f"model '{cfg.model}' cannot be vmapped"
-    dropout = cfg.dropout > 0 or attention_dropout(cfg) > 0
+    if cfg.model.name not in FUSABLE_MODELS:
+        return f"model '{cfg.model.name}' cannot be vmapped"
+    dropout = cfg.model.dropout > 0 or attention_dropout(cfg.model) > 0
     if resolve_device(cfg.device).type == "cuda" and dropout and not allow_dropout:
         return "dropout > 0 on CUDA: fused runs would draw other dropout masks than unfused"
     return None
@@ -106,7 +105,7 @@ def fuse_blocker(cfg: RunConfig, allow_dropout: bool = False) -> str | None:
 
 def shared_key(cfg: RunConfig) -> str:
     """Every setting but PER_RUN_FIELDS, as a string: runs with equal keys may fuse."""
-    shared = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in PER_RUN_FIELDS}
+    shared = {k: v for k, v in flat(cfg).items() if k not in PER_RUN_FIELDS}
     return json.dumps(shared, sort_keys=True, default=str)
 
 
@@ -173,8 +172,8 @@ def resume_state(run: Run, task: Task, device: torch.device) -> None:
     optimiser of its own; keep their state dicts, the RNG state, the rows and best epoch."""
     if not run.checkpoint.exists():
         return
-    model = build_model(task.n_items, run.cfg).to(device)
-    optimizer = make_optimizer(model, run.cfg)
+    model = build_model(task.n_items, run.cfg.task.max_len, run.cfg.model).to(device)
+    optimizer = make_optimizer(model, run.cfg.optim)
     done, run.rows, run.best = load_checkpoint(run.checkpoint, model, optimizer,
                                                run.objective.weighting)
     rng = (torch.get_rng_state(),
@@ -198,9 +197,9 @@ def run_fused(cfgs: list[RunConfig], task: Task, run_dirs: list[Path], records: 
     device = resolve_device(cfgs[0].device)
     runs = []
     for cfg, run_dir, record in zip(cfgs, run_dirs, records, strict=True):
-        objective = build_objective(cfg.strategy, cfg.params, cfg.b)
+        objective = build_objective(cfg.strategy.name, cfg.strategy.params, cfg.strategy.b)
         objective.weighting.to(device)
-        best = Best(math.inf if cfg.best_by == "val_loss" else -math.inf)
+        best = Best(math.inf if cfg.train.best_by == "val_loss" else -math.inf)
         runs.append(Run(cfg, Path(run_dir), record, objective, best))
         resume_state(runs[-1], task, device)
     for first_epoch in sorted({run.first_epoch for run in runs}):
@@ -216,14 +215,14 @@ def train_group(runs: list[Run], task: Task, device: torch.device, events, size:
     model = init_model(task, cfg, device)  # the seed's weights; seeds the dropout RNG
     stack = stack_states(model, [r.resumed[0] if r.resumed else model.state_dict()
                                  for r in runs])
-    optimizer = make_optimizer(stack, cfg)
+    optimizer = make_optimizer(stack, cfg.optim)
     if runs[0].resumed:
         optimizer.load_state_dict(stack_optimizer_states([r.resumed[1] for r in runs]))
         rng_cpu, rng_cuda = runs[0].resumed[2]
         torch.set_rng_state(rng_cpu)
         if rng_cuda and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng_cuda)
-    wrapper = Wrapper(model, cfg)
+    wrapper = Wrapper(model, cfg.losses)
     recorders = {id(run): RunRecorder(run.dir) for run in runs}
     for run in runs:
         recorders[id(run)].start(run.record, resume=run.checkpoint.exists())
@@ -231,9 +230,9 @@ def train_group(runs: list[Run], task: Task, device: torch.device, events, size:
             epoch_done(run, recorders, events)
     active = list(runs)
     try:
-        for epoch in range(runs[0].first_epoch, cfg.epochs + 1):
+        for epoch in range(runs[0].first_epoch, cfg.train.epochs + 1):
             stopped = [r for r in active
-                       if cfg.patience and epoch - 1 - r.best.epoch >= cfg.patience]
+                       if cfg.train.patience and epoch - 1 - r.best.epoch >= cfg.train.patience]
             for run in stopped:
                 finish(run, "complete", None, model, task, device, recorders, size)
             stack, optimizer, active = drop(stack, optimizer, active, stopped, cfg)
@@ -250,8 +249,8 @@ def train_group(runs: list[Run], task: Task, device: torch.device, events, size:
             stack, optimizer, active = drop(stack, optimizer, active, diverged, cfg)
             if not active:
                 break
-            vals = evaluate_stacked(wrapper, stack, task.val, batch_size=cfg.eval_batch_size,
-                                    device=device, exclude_seen=cfg.exclude_seen)
+            vals = evaluate_stacked(wrapper, stack, task.val, batch_size=cfg.train.eval_batch_size,
+                                    device=device, exclude_seen=cfg.train.exclude_seen)
             means = [m for m in means if "diverged_step" not in m]
             share = (time.perf_counter() - started) / trained  # the epoch's time per run
             end_epoch(stack, optimizer, active, means, vals, epoch, share, recorders, events)
@@ -260,9 +259,7 @@ def train_group(runs: list[Run], task: Task, device: torch.device, events, size:
     except KeyboardInterrupt:
         for run in runs:
             if run.result is None:
-                recorders[id(run)].finish({"strategy": run.cfg.strategy, "b": run.cfg.b,
-                                           "seed": run.cfg.seed, "status": "interrupted",
-                                           "epochs_run": len(run.rows)})
+                recorders[id(run)].finish(interrupted_summary(flat(run.cfg), len(run.rows)))
         raise
 
 
@@ -275,10 +272,11 @@ def train_epoch(wrapper: Wrapper, stack: Stack, optimizer: torch.optim.Optimizer
     stay on the device until the epoch ends."""
     generator = epoch_generator(run_seeds(cfg.seed).batch, epoch)
     steps = []  # per step [R, 5]: total, objective, L_main, L_aux, fraction below b
-    epoch_steps = steps_per_epoch(task, cfg)
+    epoch_steps = steps_per_epoch(task, cfg.train.batch_size)
     wrapper.train()
-    for k, (inputs, targets) in enumerate(epoch_batches(task, cfg, generator, device), 1):
-        set_lr(optimizer, cfg, epoch, k, epoch_steps)
+    batches = epoch_batches(task, cfg.train.batch_size, generator, device)
+    for k, (inputs, targets) in enumerate(batches, 1):
+        set_lr(optimizer, cfg.optim, cfg.train.epochs, epoch, k, epoch_steps)
         numbers, objectives = [], []
         for run, (main, aux) in zip(runs, stacked_losses(wrapper, stack, inputs, targets,
                                                          epoch, generator), strict=True):
@@ -318,12 +316,12 @@ def end_epoch(stack: Stack, optimizer: torch.optim.Optimizer, runs: list[Run],
         strategy.end_epoch({"main": m["train_main_loss"], "aux": m["train_aux_loss"]})
         val = {f"val_{k}": v for k, v in val.items()}
         row = {"epoch": epoch, **m, "theta": run.objective.theta, **val,
-               "aux_tau": supcon_temperature(epoch, cfg) if cfg.aux != "none" else 0.0,
+               "aux_tau": aux_tau(epoch, cfg.losses),
                "seconds": seconds, **{k: v for k, v in state.items() if k != "theta"}}
         run.rows.append(row)
         run.seconds += seconds
-        if is_better(row[cfg.best_by], run.best.value, cfg.best_by):
-            run.best = Best(row[cfg.best_by], epoch,
+        if is_better(row[cfg.train.best_by], run.best.value, cfg.train.best_by):
+            run.best = Best(row[cfg.train.best_by], epoch,
                             {k: v[r].copy() for k, v in weights.items()}, val)
         save_checkpoint(run.checkpoint, epoch, Snapshot(take(weights, r)),
                         Snapshot(take(opt_state, r)), strategy, run.rows, run.best)
@@ -347,7 +345,7 @@ def drop(stack: Stack, optimizer: torch.optim.Optimizer, runs: list[Run], gone: 
     state = take(optimizer.state_dict(), keep)
     stack = Stack({k: v.detach()[keep].requires_grad_() for k, v in stack.params.items()},
                   take(stack.buffers, keep))
-    optimizer = make_optimizer(stack, cfg)
+    optimizer = make_optimizer(stack, cfg.optim)
     optimizer.load_state_dict(state)
     return stack, optimizer, [runs[i] for i in keep]
 
@@ -359,7 +357,7 @@ def finish(run: Run, status: str, diverged_at: dict | None, model: nn.Module, ta
     stack's template, whose own weights the stack does not use); its checkpoint goes."""
     cfg, rows = run.cfg, run.rows
     started = time.perf_counter()
-    summary = {"strategy": cfg.strategy, "b": cfg.b, "seed": cfg.seed,
+    summary = {**summary_head(flat(cfg)),
                **end_summary(cfg, status, diverged_at, run.best, rows,
                              run.objective.flood_level, model, task, device)}
     summary.update(wall_seconds=run.seconds + time.perf_counter() - started, fused=size)

@@ -1,6 +1,6 @@
 """The two losses of a run, returned separately and never summed here.
 
-    losses = compute_losses(model, inputs, targets, cfg, epoch, generator)
+    losses = compute_losses(model, inputs, targets, cfg.losses, epoch, generator)
     losses.main.per_example   # L_main per training target [N]: next-item cross-entropy
     losses.main.mean          # its batch mean, L_main
     losses.aux.per_example    # L_aux per contrastive anchor [M] (empty with --aux none)
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lossbench.config import RunConfig
+from lossbench.config import LossesConfig
 from lossbench.strategies.base import LossTerm
 
 
@@ -49,7 +49,7 @@ def next_item_ce(logits: Tensor, targets: Tensor, smoothing: float = 0.0) -> Los
     return LossTerm(per_example, F.nll_loss(log_probs, targets))
 
 
-def supcon_temperature(epoch: int, cfg: RunConfig) -> float:
+def supcon_temperature(epoch: int, cfg: LossesConfig) -> float:
     """Curriculum on the temperature, easy to hard: tau falls linearly from `aux_tau_start`
     at epoch 1 to `aux_tau_end` at epoch 1 + `aux_warmup`, and stays there.
 
@@ -57,6 +57,11 @@ def supcon_temperature(epoch: int, cfg: RunConfig) -> float:
     concentrates the loss on the hardest negatives (hard)."""
     progress = 1.0 if cfg.aux_warmup == 0 else min(1.0, (epoch - 1) / cfg.aux_warmup)
     return cfg.aux_tau_start + (cfg.aux_tau_end - cfg.aux_tau_start) * progress
+
+
+def aux_tau(epoch: int, cfg: LossesConfig) -> float:
+    """metrics.csv's `aux_tau`: the SupCon temperature of `epoch`, 0 without L_aux."""
+    return supcon_temperature(epoch, cfg) if cfg.aux != "none" else 0.0
 
 
 def supcon(z: Tensor, labels: Tensor, tau: float) -> LossTerm:
@@ -90,7 +95,7 @@ def mask_items(inputs: Tensor, prob: float, generator: torch.Generator) -> Tenso
     return inputs.masked_fill(drop.to(inputs.device), 0)
 
 
-def compute_losses(model: nn.Module, inputs: Tensor, targets: Tensor, cfg: RunConfig,
+def compute_losses(model: nn.Module, inputs: Tensor, targets: Tensor, cfg: LossesConfig,
                    epoch: int, generator: torch.Generator) -> Losses:
     """Both losses for one batch. inputs [B, T] histories, targets [B, T] (0 = no target).
 

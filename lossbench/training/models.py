@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lossbench.config import RunConfig
+from lossbench.config import ModelConfig
 
 
 class Block(nn.Module):
@@ -45,10 +45,10 @@ class Block(nn.Module):
 class SASRec(nn.Module):
     """Self-attentive sequential recommendation (Kang & McAuley, 2018), learned positions."""
 
-    def __init__(self, n_items: int, cfg: RunConfig) -> None:
+    def __init__(self, n_items: int, max_len: int, cfg: ModelConfig) -> None:
         super().__init__()
         self.item_emb = nn.Embedding(n_items + 1, cfg.hidden, padding_idx=0)
-        self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
+        self.pos_emb = nn.Embedding(max_len, cfg.hidden)
         self.ln = nn.LayerNorm(cfg.hidden)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg.hidden, cfg.n_heads, cfg.inner, cfg.dropout,
@@ -80,13 +80,13 @@ class SASRec(nn.Module):
 class GRU4Rec(nn.Module):
     """GRU4Rec (Hidasi et al., 2016) as in RecBole: embedding, dropout, GRU, linear."""
 
-    def __init__(self, n_items: int, cfg: RunConfig) -> None:
+    def __init__(self, n_items: int, max_len: int, cfg: ModelConfig) -> None:
         super().__init__()
         self.item_emb = nn.Embedding(n_items + 1, cfg.hidden, padding_idx=0)
         self.drop = nn.Dropout(cfg.dropout)
         self.gru = nn.GRU(cfg.hidden, cfg.inner, num_layers=cfg.n_layers, batch_first=True)
         self.dense = nn.Linear(cfg.inner, cfg.hidden)
-        self.max_len = cfg.max_len
+        self.max_len = max_len
         self.item_bias = item_bias_parameter(n_items, cfg)
         self.apply(init_weights)
 
@@ -102,12 +102,12 @@ class GRU4Rec(nn.Module):
         return score_items(hidden, self.item_emb.weight, self.item_bias)
 
 
-def attention_dropout(cfg: RunConfig) -> float:
+def attention_dropout(cfg: ModelConfig) -> float:
     """The dropout on attention probabilities: `attn_dropout`, or `dropout` when negative."""
     return cfg.attn_dropout if cfg.attn_dropout >= 0 else cfg.dropout
 
 
-def item_bias_parameter(n_items: int, cfg: RunConfig) -> nn.Parameter | None:
+def item_bias_parameter(n_items: int, cfg: ModelConfig) -> nn.Parameter | None:
     """The per-item score bias (`item_bias`), zeros [n_items + 1]; None when off."""
     return nn.Parameter(torch.zeros(n_items + 1)) if cfg.item_bias else None
 
@@ -133,6 +133,7 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def build_model(n_items: int, cfg: RunConfig) -> nn.Module:
+def build_model(n_items: int, max_len: int, cfg: ModelConfig) -> nn.Module:
     """A freshly initialised model; call under `torch.manual_seed(init seed)`."""
-    return SASRec(n_items, cfg) if cfg.model == "sasrec" else GRU4Rec(n_items, cfg)
+    model = SASRec if cfg.name == "sasrec" else GRU4Rec
+    return model(n_items, max_len, cfg)

@@ -2,7 +2,7 @@
 [R, ...], their losses in one vmapped forward, their metrics in one vmapped evaluation.
 
     stack = stack_states(model, [state_dict_0, ..., state_dict_R-1])
-    losses = stacked_losses(Wrapper(model, cfg), stack, inputs, targets, epoch, generator)
+    losses = stacked_losses(Wrapper(model, cfg.losses), stack, inputs, targets, epoch, generator)
     metrics = evaluate_stacked(wrapper, stack, task.val, batch_size=2048, device=device)
 
 Slice r of every tensor is run r's; `take` cuts runs out again (`stack_optimizer_states`
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from lossbench.config import RunConfig
+from lossbench.config import LossesConfig
 from lossbench.strategies.base import LossTerm
 from lossbench.tasks import Split
 from lossbench.training.losses import compute_losses
@@ -85,7 +85,7 @@ class Wrapper(nn.Module):
     four tensors (L_main per example and mean, L_aux per anchor and mean); without, the
     float32 scores at the last position, as `metrics.evaluate` computes them."""
 
-    def __init__(self, model: nn.Module, cfg: RunConfig) -> None:
+    def __init__(self, model: nn.Module, cfg: LossesConfig) -> None:
         super().__init__()
         self.model, self.cfg = model, cfg
 

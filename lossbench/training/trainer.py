@@ -6,7 +6,7 @@ Per epoch: batches in an order that depends only on (batch seed, epoch); for eac
 `losses = compute_losses(...)`, `step = objective(losses.main, losses.aux)` (the strategy and
 its flooding, lossbench/strategies/), one optimiser step on `step.objective` (or, for a
 gradient-combining strategy, on the gradient it combines). Then validation; the best epoch
-by `cfg.best_by` keeps a copy of the weights, and the test split is evaluated once, with
+by `cfg.train.best_by` keeps a copy of the weights, and the test split is evaluated once, with
 those weights, at the end. A NaN or infinite loss stops
 the run with status `diverged`.
 """
@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lossbench.config import RunConfig
+from lossbench.config import OptimConfig, RunConfig
 from lossbench.errors import ConfigError, DataError
 from lossbench.seeds import epoch_generator, run_seeds, seed_everything
 from lossbench.strategies import Objective, build_objective
 from lossbench.tasks import Task
-from lossbench.training.losses import compute_losses, supcon_temperature
+from lossbench.training.losses import aux_tau, compute_losses
 from lossbench.training.metrics import evaluate
 from lossbench.training.models import build_model
 
@@ -58,7 +58,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(model: torch.nn.Module, cfg: RunConfig,
+def make_optimizer(model: torch.nn.Module, cfg: OptimConfig,
                    extra: list[torch.nn.Parameter] | None = None) -> torch.optim.Optimizer:
     """SGD with momentum, or Adam; weight decay as L2. `extra`: a strategy's learnable
     parameters (uncertainty's log-variances), a second parameter group with the same
@@ -87,21 +87,21 @@ def warmup_factor(step: int, warmup_steps: int) -> float:
     return 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
 
 
-def set_lr(optimizer: torch.optim.Optimizer, cfg: RunConfig, epoch: int, step: int,
-           epoch_steps: int) -> None:
+def set_lr(optimizer: torch.optim.Optimizer, cfg: OptimConfig, epochs: int, epoch: int,
+           step: int, epoch_steps: int) -> None:
     """Every parameter group trains step `step` (1-based within the epoch) of epoch `epoch`
     at `epoch_lr` times the warm-up factor of its step in the run, (epoch - 1) *
     epoch_steps + step. Set before every step from (epoch, step) alone, so a resumed or
     re-stacked optimiser continues on the schedule."""
     warmup = warmup_factor((epoch - 1) * epoch_steps + step, cfg.lr_warmup * epoch_steps)
-    rate = epoch_lr(cfg.lr, cfg.lr_schedule, epoch, cfg.epochs) * warmup
+    rate = epoch_lr(cfg.lr, cfg.lr_schedule, epoch, epochs) * warmup
     for group in optimizer.param_groups:
         group["lr"] = rate
 
 
-def steps_per_epoch(task: Task, cfg: RunConfig) -> int:
+def steps_per_epoch(task: Task, batch_size: int) -> int:
     """Optimiser steps in one epoch: ceil(training examples / batch size)."""
-    return math.ceil(len(task.train) / cfg.batch_size)
+    return math.ceil(len(task.train) / batch_size)
 
 
 def is_better(value: float, best: float, best_by: str) -> bool:
@@ -112,7 +112,7 @@ def is_better(value: float, best: float, best_by: str) -> bool:
 def init_model(task: Task, cfg: RunConfig, device: torch.device) -> torch.nn.Module:
     """Fresh weights from the init seed: the same for every strategy of a seed."""
     seed_everything(run_seeds(cfg.seed).init)
-    return build_model(task.n_items, cfg).to(device)
+    return build_model(task.n_items, cfg.task.max_len, cfg.model).to(device)
 
 
 def train_step(model, optimizer, objective: Objective, losses) -> tuple:
@@ -148,14 +148,14 @@ def train_step(model, optimizer, objective: Objective, losses) -> tuple:
     return step
 
 
-def epoch_batches(task: Task, cfg: RunConfig, generator: torch.Generator,
+def epoch_batches(task: Task, batch_size: int, generator: torch.Generator,
                   device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The training split as (inputs, targets) batches of `cfg.batch_size` on `device`, in an
+    """The training split as (inputs, targets) batches of `batch_size` on `device`, in an
     order drawn from `generator` (the epoch's, `epoch_generator(batch seed, epoch)`), which
     then goes on to draw the epoch's augmentations: the same batches for every strategy."""
     order = torch.randperm(len(task.train), generator=generator)
-    for start in range(0, len(order), cfg.batch_size):
-        idx = order[start:start + cfg.batch_size]
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
         yield (task.train.inputs[idx].to(device, non_blocking=True),
                task.train.targets[idx].to(device, non_blocking=True))
 
@@ -170,11 +170,12 @@ def train_epoch(model, optimizer, objective: Objective, task: Task, cfg: RunConf
     (A diverged epoch therefore runs to its end before it is reported; it is not recorded.)"""
     generator = epoch_generator(run_seeds(cfg.seed).batch, epoch)
     steps = []  # per step: total, objective, L_main, L_aux (detached), fraction below b
-    epoch_steps = steps_per_epoch(task, cfg)
+    epoch_steps = steps_per_epoch(task, cfg.train.batch_size)
     model.train()
-    for k, (inputs, targets) in enumerate(epoch_batches(task, cfg, generator, device), 1):
-        set_lr(optimizer, cfg, epoch, k, epoch_steps)
-        losses = compute_losses(model, inputs, targets, cfg, epoch, generator)
+    batches = epoch_batches(task, cfg.train.batch_size, generator, device)
+    for k, (inputs, targets) in enumerate(batches, 1):
+        set_lr(optimizer, cfg.optim, cfg.train.epochs, epoch, k, epoch_steps)
+        losses = compute_losses(model, inputs, targets, cfg.losses, epoch, generator)
         step = train_step(model, optimizer, objective, losses)
         steps.append(torch.stack([step.total.detach(), step.objective.detach(),
                                   losses.main.mean.detach(), losses.aux.mean.detach(),
@@ -283,13 +284,13 @@ def end_summary(cfg: RunConfig, status: str, diverged_at: dict | None, best: Bes
     status, best epoch, flooding, the validation metrics of the best epoch, the test split
     evaluated once with the best epoch's weights (loaded into `model`: the test set is
     never looked at before), and the last epoch's training and validation figures."""
-    summary: dict = {"status": status, "diverged_at": diverged_at, "best_by": cfg.best_by,
+    summary: dict = {"status": status, "diverged_at": diverged_at, "best_by": cfg.train.best_by,
                      "best_epoch": best.epoch, "epochs_run": len(rows),
                      **flooding_summary(flood_level, rows)}
     if best.state is not None:
         model.load_state_dict({k: torch.as_tensor(v) for k, v in best.state.items()})
-        test = evaluate(model, task.test, batch_size=cfg.eval_batch_size, device=device,
-                        exclude_seen=cfg.exclude_seen)
+        test = evaluate(model, task.test, batch_size=cfg.train.eval_batch_size, device=device,
+                        exclude_seen=cfg.train.exclude_seen)
         summary.update(best.val)
         summary.update({f"test_{k}": v for k, v in test.items()})
     if rows:
@@ -306,11 +307,11 @@ def train(cfg: RunConfig, task: Task, on_epoch: EpochCallback | None = None,
     (except `seconds`)."""
     device = resolve_device(cfg.device)
     model = init_model(task, cfg, device)
-    objective = build_objective(cfg.strategy, cfg.params, cfg.b)
+    objective = build_objective(cfg.strategy.name, cfg.strategy.params, cfg.strategy.b)
     strategy = objective.weighting.to(device)
-    optimizer = make_optimizer(model, cfg, list(strategy.parameters()))
+    optimizer = make_optimizer(model, cfg.optim, list(strategy.parameters()))
     result = RunResult()
-    best = Best(math.inf if cfg.best_by == "val_loss" else -math.inf)
+    best = Best(math.inf if cfg.train.best_by == "val_loss" else -math.inf)
     first_epoch = 1
     if checkpoint is not None and checkpoint.exists():
         done, result.rows, best = load_checkpoint(checkpoint, model, optimizer, strategy)
@@ -319,26 +320,26 @@ def train(cfg: RunConfig, task: Task, on_epoch: EpochCallback | None = None,
             on_epoch(result.rows)
     status, diverged_at = "complete", None
     started = time.perf_counter()
-    for epoch in range(first_epoch, cfg.epochs + 1):
-        if cfg.patience and epoch - 1 - best.epoch >= cfg.patience:
+    for epoch in range(first_epoch, cfg.train.epochs + 1):
+        if cfg.train.patience and epoch - 1 - best.epoch >= cfg.train.patience:
             break
         epoch_start = time.perf_counter()
         means = train_epoch(model, optimizer, objective, task, cfg, epoch, device)
         if "diverged_step" in means:
             status, diverged_at = "diverged", {"epoch": epoch, "step": means["diverged_step"]}
             break
-        val = evaluate(model, task.val, batch_size=cfg.eval_batch_size, device=device,
-                       exclude_seen=cfg.exclude_seen)
+        val = evaluate(model, task.val, batch_size=cfg.train.eval_batch_size, device=device,
+                       exclude_seen=cfg.train.exclude_seen)
         state = strategy.log_state()  # the state this epoch trained with
         strategy.end_epoch({"main": means["train_main_loss"], "aux": means["train_aux_loss"]})
         row = {"epoch": epoch, **means, "theta": objective.theta,
                **{f"val_{k}": v for k, v in val.items()},
-               "aux_tau": supcon_temperature(epoch, cfg) if cfg.aux != "none" else 0.0,
+               "aux_tau": aux_tau(epoch, cfg.losses),
                "seconds": time.perf_counter() - epoch_start,
                **{k: v for k, v in state.items() if k != "theta"}}
         result.rows.append(row)
-        if is_better(row[cfg.best_by], best.value, cfg.best_by):
-            best = Best(row[cfg.best_by], epoch, copy.deepcopy(model.state_dict()),
+        if is_better(row[cfg.train.best_by], best.value, cfg.train.best_by):
+            best = Best(row[cfg.train.best_by], epoch, copy.deepcopy(model.state_dict()),
                         {f"val_{k}": v for k, v in val.items()})
         if checkpoint is not None:
             save_checkpoint(checkpoint, epoch, model, optimizer, strategy, result.rows, best)
