@@ -268,6 +268,31 @@ def test_the_readme_plugin_runs_reports_and_plots(runner, tiny, tmp_path, monkey
     assert plotted.exit_code == 0 and "loss_curves.png" in plotted.stdout
 
 
+def test_a_plugin_named_in_a_config_file_takes_its_parameters_from_everywhere(
+        runner, tiny, tmp_path, monkeypatch):
+    """`strategy = "mystrategies:HalfAux"` in a TOML file: its parameter is a known key in
+    the same file, in --set, and as the generated option `--aux-weight` (the plugin is
+    resolved before any other key or option is checked)."""
+    (tmp_path / "fromtoml.py").write_text(readme_plugin())  # a module no other test loads
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "mine.toml"
+    config.write_text(tiny.read_text() + '\nstrategy = "fromtoml:HalfAux"\n'
+                      "aux_weight = 0.3\n")
+    (tmp_path / "fromtoml_api.py").write_text(readme_plugin())
+    api_config = tmp_path / "api.toml"
+    api_config.write_text('strategy = "fromtoml_api:HalfAux"\naux_weight = 0.4\n')
+    assert api.base_config(api_config).strategy.params == {"aux_weight": 0.4}
+    weights = {}
+    for extra, label in ((["--aux-weight", "0.1"], "option"),  # first: nothing loaded yet
+                         (["--set", "aux_weight=0.2"], "set"), ([], "file")):
+        result = runner.invoke(app, ["run", "--config", str(config), *extra,
+                                     "--out", str(tmp_path / label)])
+        assert result.exit_code == 0, result.output
+        (run_config,) = (tmp_path / label).glob("*/*/config.json")
+        weights[label] = json.loads(run_config.read_text())["params"]["aux_weight"]
+    assert weights == {"file": 0.3, "set": 0.2, "option": 0.1}
+
+
 BROKEN = {
     "missing.py": ("", "cannot load strategy plugin"),
     "raises.py": ("raise RuntimeError('boom')\n", "RuntimeError: boom"),

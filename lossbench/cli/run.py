@@ -106,7 +106,7 @@ def run(
              "seed": seed}, set_)
         if "strategy" in overrides:  # --set strategy=X counts as --strategy X
             strategy = [*(strategy or []), overrides.pop("strategy")]
-        overrides.update(strategy_options(ctx, strategy))
+        overrides.update(strategy_options(ctx, strategy, config))
         runs = api.plan(strategy=strategy, config=config, seeds=seeds, **overrides)
         ensure_data(runs[0])
         progress = make_progress()
@@ -132,12 +132,17 @@ def print_next(folder: Path | str) -> None:
                   markup=False, highlight=False, soft_wrap=True)  # whole, to copy and paste
 
 
-def strategy_options(ctx: typer.Context, strategies: list[str] | None) -> dict[str, Any]:
+def strategy_options(ctx: typer.Context, strategies: list[str] | None,
+                     config: Path | None) -> dict[str, Any]:
     """The strategy parameters given as options (`--alpha 0.3`), after loading the plugins
-    that --strategy names (so that their parameters are known too)."""
+    that --strategy or the config file names (so that their parameters are options too)."""
     from lossbench import strategies as registry
+    from lossbench.bundled import resolve_config
+    from lossbench.config import read_toml, resolve_strategy
 
     registry.expand([s for s in strategies or [] if s not in registry.GROUPS])
+    if config is not None:
+        resolve_strategy(read_toml(resolve_config(config)).get("strategy"))
     return parse_strategy_options(ctx.args)
 
 
@@ -250,7 +255,7 @@ def sweep_command(ctx: typer.Context, strategy: str, param: str, grid: str | Non
         if "strategy" in overrides:
             raise ConfigError("a sweep takes its strategy from --strategy, not --set strategy="
                               f"{overrides['strategy']}")
-        overrides.update(strategy_options(ctx, [strategy]))
+        overrides.update(strategy_options(ctx, [strategy], config))
         if param in overrides:
             raise ConfigError(f"'{param}' is the swept parameter: give its values with the "
                               "grid, not as a setting")

@@ -41,6 +41,7 @@ from lossbench.config.load import (
     load_config,
     parse_set,
     read_toml,
+    resolve_strategy,
     strategy_params,
     validate,
 )
@@ -58,5 +59,5 @@ from lossbench.config.sections import (
 
 __all__ = ["CHOICES", "STRATEGY_KEYS", "FileTask", "LossesConfig", "ModelConfig", "OptimConfig",
            "RunConfig", "StrategyConfig", "SyntheticTask", "TaskConfig", "TrainConfig", "apply",
-           "coerce", "flat", "identity", "load_config", "parse_set", "read_toml",
+           "coerce", "flat", "identity", "load_config", "parse_set", "read_toml", "resolve_strategy",
            "setting_params", "setting_paths", "strategy_params", "validate", "with_settings"]
