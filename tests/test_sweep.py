@@ -178,3 +178,40 @@ def test_help_of_every_verb(runner):
     for verb in ("run", "sweep-b", "report", "plot", "data"):
         result = runner.invoke(app, [verb, "--help"])
         assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_a_sweep_at_a_parameters_default_plans_the_run_that_run_plans(tiny):
+    """One planner: for every built-in weighting, unflooded and with each flood modifier,
+    `sweep --param P` at P's default (for b: the flood level `run` uses) plans the same run
+    config, and so the same folder, as `run`; sweep-b's baseline is `run`'s no-flood run."""
+    from lossbench import strategies as registry
+    from lossbench.config import flat
+    from lossbench.results.folders import run_dir_name
+    from lossbench.runner.plan import plan_runs, plan_sweep
+
+    base = api.base_config(tiny)
+    checked = 0
+    for entry in registry.REGISTRY.values():
+        for flooding in ("none", "batch", "example"):
+            name = registry.join_name(entry.name, flooding)
+            (run,) = plan_runs(base, [name], [0])
+            swept = {p.name: p.default for p in entry.params}
+            if flooding != "none":
+                swept["b"] = run.strategy.b
+            for param, value in swept.items():
+                baseline, (planned,) = plan_sweep(base, name, param, [value], [0])
+                assert planned == run, (name, param)
+                assert run_dir_name(flat(planned)) == run_dir_name(flat(run))
+                if param == "b":
+                    (plain,) = plan_runs(base, [registry.no_flood_baseline(name)], [0])
+                    assert baseline == [plain]
+                checked += 1
+    assert checked >= 30
+
+
+def test_sweeping_alpha_of_reweight_flood_floods_where_run_floods(tiny, tmp_path):
+    """The sweep used to plan its own runs and flooded at b, where run floods at b_reweight."""
+    sweep = api.sweep(strategy="reweight-flood", param="alpha", grid=[0.1], seeds=1,
+                      config=tiny, epochs=1, b=2.0, b_reweight=3.0, out=tmp_path)
+    (folder,) = (Path(sweep["dir"]) / name for name in sweep["runs"].values())
+    assert json.loads((folder / "config.json").read_text())["b"] == 3.0
