@@ -189,3 +189,11 @@ def export(results_dir: str | Path, to: str, tracking_uri: str = DEFAULT_TRACKIN
     else:
         raise ConfigError(f"--to must be mlflow or tensorboard, got '{to}'")
     return dataclasses.asdict(done)
+
+
+def migrate(results_dir: str | Path = "results", dry_run: bool = False) -> list[tuple[Path, Path]]:
+    """`lossbench migrate`: rename the folders of earlier versions under `results_dir` to
+    today's names (lossbench/results/migrate.py); returns the renames."""
+    from lossbench.results.migrate import migrate as migrate_folders
+
+    return migrate_folders(results_dir, dry_run=dry_run)

@@ -33,7 +33,7 @@ Abort = getattr(typer.core, "Abort", None) or getattr(_click.exceptions, "Abort"
 
 
 HELP_ORDER = ("run", "sweep-b", "sweep", "report", "plot", "export", "strategies",
-              "experiments", "data")
+              "experiments", "data", "migrate")
 """The order of the commands in `lossbench --help`: the main job first."""
 
 

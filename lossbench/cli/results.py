@@ -108,3 +108,24 @@ def export_command(
                 f"open {tracking_uri}" if tracking_uri.startswith("http") else
                 f"mlflow ui --backend-store-uri {tracking_uri}")
         console.print(f"view them: {view}", markup=False, highlight=False)
+
+
+@app.command("migrate", short_help="Rename results folders of earlier versions to today's names.")
+def migrate_command(
+    results_dir: Annotated[Path, typer.Argument(
+        metavar="RESULTS_DIR", help="A results folder, or a folder holding them.")
+    ] = Path("results"),
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the renames without making them.")] = False,
+) -> None:
+    """Rename the run, experiment and sweep folders written before lossbench 0.2 (whose names
+    hashed every setting) to today's names, so the same command finds them again: complete
+    runs are skipped and unfinished ones resumed."""
+    from lossbench import api
+
+    with guard():
+        renames = api.migrate(results_dir, dry_run=dry_run)
+        for old, new in renames:
+            console.print(f"{old} -> {new.name}", markup=False, highlight=False, soft_wrap=True)
+        verb = "would rename" if dry_run else "renamed"
+        console.print(f"{verb} {len(renames)} folders", markup=False, highlight=False)

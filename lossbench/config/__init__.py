@@ -59,5 +59,6 @@ from lossbench.config.sections import (
 
 __all__ = ["CHOICES", "STRATEGY_KEYS", "FileTask", "LossesConfig", "ModelConfig", "OptimConfig",
            "RunConfig", "StrategyConfig", "SyntheticTask", "TaskConfig", "TrainConfig", "apply",
-           "coerce", "flat", "identity", "load_config", "parse_set", "read_toml", "resolve_strategy",
-           "setting_params", "setting_paths", "strategy_params", "validate", "with_settings"]
+           "coerce", "flat", "identity", "load_config", "parse_set", "read_toml",
+           "resolve_strategy", "setting_params", "setting_paths", "strategy_params", "validate",
+           "with_settings"]

@@ -98,23 +98,28 @@ def setting_params() -> dict[str, Param]:
     return out
 
 
+RESOLVED_KEYS = ("b_example",)
+"""Settings that reach a run only through another: the planner resolves the flood level of
+example flooding into the run's `b` (lossbench/runner/plan.py), so they do not identify it."""
+
+
 def identity(settings: dict[str, Any]) -> dict[str, Any]:
     """What identifies a run or an experiment: its flat settings that differ from their
-    defaults, and its strategy parameters that differ from the strategy's declared defaults
-    (`params`, only when some do). A key missing from `settings` (a config.json written
-    before the setting existed) is its default, and keys unknown here are left out, so
-    adding a setting whose default keeps today's behaviour changes no identity."""
+    defaults (but RESOLVED_KEYS), and the parameters its strategy declares that differ from
+    their defaults (`params`, only when some do). A key missing from `settings` (a
+    config.json written before the setting existed) is its default, and keys unknown here
+    are left out, so adding a setting whose default keeps today's behaviour changes no
+    identity; parameters the strategy does not declare (lossbench 0.1 wrote the
+    reweighting's for every run) do not count either."""
     from lossbench.strategies import registry
 
     defaults = flat(RunConfig())
     out = {k: v for k, v in settings.items()
-           if k in defaults and k != "params" and v != defaults[k]}
+           if k in defaults and k not in ("params", *RESOLVED_KEYS) and v != defaults[k]}
+    given = settings.get("params") or {}
     try:
         declared = registry.run_params(settings.get("strategy", defaults["strategy"]), {})
     except ConfigError:  # a plugin that cannot be imported here: every value identifies
-        declared = {}
-    params = {k: v for k, v in (settings.get("params") or {}).items()
-              if k not in declared or declared[k] != v}
+        declared = dict.fromkeys(given)
+    params = {k: given[k] for k in declared if k in given and given[k] != declared[k]}
     return {**out, "params": params} if params else out
-
-
