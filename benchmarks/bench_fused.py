@@ -4,10 +4,10 @@
         --seeds 1 --epochs 5 --device cpu
     python benchmarks/bench_fused.py --strategy all --seeds 3 --device cuda --json out.json
 
-Plans the runs as `lossbench run` does (`experiment.plan_runs`), splits them into
-`fused.fusable_groups`, and for every group trains it twice into a fresh folder: one run
-after another through `experiment.execute_run` (what `lossbench run --jobs 1` does per run),
-then together through `fused.run_fused` (a group of one: `execute_run` again). A warm-up of
+Plans the runs as `lossbench run` does (`runner.plan.plan_runs`), splits them into
+`fused.fusable_groups`, and for every group trains it twice into a fresh folder through
+`runner.execute.train_in_folders`: one run after another (what `lossbench run --jobs 1`
+does per run), then together (a group of one trains unfused again). A warm-up of
 one epoch each way comes first (the first optimiser step of a process costs seconds, CUDA
 starts up). Prints per group and in total the wall time of each way, the time per model-epoch
 (an epoch of one run: training, validation, files) and where it went (training, validation,
@@ -30,7 +30,6 @@ Measured 2026-11-27 (the figures in `lossbench/training/fused.py`'s docstring co
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import shutil
@@ -45,11 +44,16 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from lossbench import trainer  # noqa: E402
-from lossbench.config import flat, load_config, parse_set  # noqa: E402
+from lossbench.config import flat, load_config, parse_set, with_settings  # noqa: E402
+from lossbench.events import Events  # noqa: E402
 from lossbench.results.folders import run_dir_name  # noqa: E402
-from lossbench.runner.local import Events, cached_task, execute_run, plan_runs, run_record  # noqa: E402
-from lossbench.training import fused  # noqa: E402
+from lossbench.runner.execute import cached_task, run_record, train_in_folders  # noqa: E402
+from lossbench.runner.plan import plan_runs  # noqa: E402
+from lossbench.training import (  # noqa: E402
+    fused,
+    loop,
+    trainer,  # noqa: E402
+)
 
 TIMERS: dict[str, float] = defaultdict(float)
 """Seconds spent in the instrumented functions since the last `reset`."""
@@ -77,30 +81,27 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-for _module, _name, _label in [(trainer, "train_epoch", "train"), (trainer, "evaluate", "eval"),
-                               (trainer, "save_checkpoint", "checkpoint"),
-                               (fused, "train_epoch", "train"),
-                               (fused, "evaluate_stacked", "eval"),
-                               (fused, "save_checkpoint", "checkpoint")]:
-    instrument(_module, _name, _label)
+for _owner, _name, _label in [(trainer.SingleModel, "train_epoch", "train"),
+                              (trainer.SingleModel, "evaluate", "eval"),
+                              (fused.Stacked, "train_epoch", "train"),
+                              (fused.Stacked, "evaluate", "eval"),
+                              (loop, "save_checkpoint", "checkpoint")]:
+    instrument(_owner, _name, _label)
+
+
+def in_folders(cfgs, out: Path, allow_dropout: bool = False) -> list[tuple[dict, list[dict]]]:
+    """(summary, rows) per run, trained in its folder under `out`: fused when several."""
+    task = cached_task(cfgs[0])
+    todo = [(c, out / run_dir_name(flat(c)), run_record(c, task)) for c in cfgs]
+    return [(o.summary, o.rows) for o in train_in_folders(todo, task, Events(), allow_dropout)]
 
 
 def run_sequential(cfgs, out: Path) -> list[tuple[dict, list[dict]]]:
-    results = []
-    for cfg in cfgs:
-        task = cached_task(cfg)
-        run_dir = out / run_dir_name(flat(cfg))
-        results.append(execute_run(cfg, task, run_dir, run_record(cfg, task), Events()))
-    return results
+    return [result for cfg in cfgs for result in in_folders([cfg], out)]
 
 
 def run_together(cfgs, out: Path, allow_dropout: bool) -> list[tuple[dict, list[dict]]]:
-    if len(cfgs) == 1:
-        return run_sequential(cfgs, out)
-    task = cached_task(cfgs[0])
-    dirs = [out / run_dir_name(flat(c)) for c in cfgs]
-    return fused.run_fused(cfgs, task, dirs, [run_record(c, task) for c in cfgs], Events(),
-                           allow_dropout=allow_dropout)
+    return in_folders(cfgs, out, allow_dropout)
 
 
 def timed(fn, *args) -> tuple[float, dict, list]:
@@ -173,7 +174,8 @@ def main() -> None:
     seeds = list(range(base.seed, base.seed + args.seeds))
     levels = [float(b) for b in args.b_grid.split(",")] if args.b_grid else [base.strategy.b]
     planned = [c for b in levels
-               for c in plan_runs(dataclasses.replace(base, b=b), args.strategy or ["all"], seeds)]
+               for c in plan_runs(with_settings(base, {"b": b}), args.strategy or ["all"],
+                                  seeds)]
     cfgs = list({run_dir_name(flat(c)): c for c in planned}.values())
     cfgs.sort(key=lambda c: c.seed)  # seed-major, as a sweep plans them
     groups = fused.fusable_groups(cfgs, allow_dropout=args.allow_dropout)
@@ -184,7 +186,7 @@ def main() -> None:
 
     out = Path(tempfile.mkdtemp(prefix="bench-fused-"))
     try:
-        warm = [dataclasses.replace(c, epochs=1) for c in max(groups, key=len)]
+        warm = [with_settings(c, {"epochs": 1}) for c in max(groups, key=len)]
         run_sequential(warm[:1], out / "warm-seq")
         run_together(warm, out / "warm-fused", args.allow_dropout)
         report: dict = {"device": name, "torch": torch.__version__, "groups": []}

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lossbench import report  # noqa: E402
+from lossbench.results import report  # noqa: E402
 
 
 def number(value: float | None, scale: float = 1.0, spec: str = ".3f", unit: str = "") -> str:

@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 from lossbench import strategies as registry  # noqa: E402
 from lossbench.config import load_config  # noqa: E402
-from lossbench.runner.local import plan_runs  # noqa: E402
+from lossbench.runner.plan import plan_runs  # noqa: E402
 from lossbench.tasks import build_task  # noqa: E402
-from lossbench.training.metrics import evaluate  # noqa: E402
-from lossbench.training.trainer import init_model, make_optimizer, train_epoch  # noqa: E402
+from lossbench.training.loop import RunState, epoch_means  # noqa: E402
+from lossbench.training.trainer import SingleModel, init_model  # noqa: E402
 
 
 def main() -> None:
@@ -49,30 +49,31 @@ def main() -> None:
     runs = []
     for cfg in cfgs:
         model = init_model(task, cfg, device)
-        objective = registry.build_objective(cfg.strategy.name, cfg.strategy.params, cfg.strategy.b)
-        optimizer = make_optimizer(model, cfg.optim, list(objective.weighting.parameters()))
-        runs.append((cfg, model, objective, optimizer, [], []))
+        strategy = cfg.strategy
+        objective = registry.build_objective(strategy.name, strategy.params, strategy.b)
+        engine = SingleModel(RunState(cfg, objective), model, task, device)
+        runs.append((cfg, engine, objective, [], []))
     for epoch in range(1, args.epochs + 1):
-        for cfg, model, objective, optimizer, train_times, epoch_times in runs:
+        for _, engine, objective, train_times, epoch_times in runs:
             start = time.perf_counter()
-            means = train_epoch(model, optimizer, objective, task, cfg, epoch, device)
+            means = epoch_means(engine.train_epoch(epoch)[:, 0])
             trained = time.perf_counter()
-            evaluate(model, task.val, batch_size=cfg.train.eval_batch_size, device=device)
+            engine.evaluate(task.val)
             objective.weighting.log_state()
             if "diverged_step" not in means:
                 objective.weighting.end_epoch({"main": means["train_main_loss"],
                                                "aux": means["train_aux_loss"]})
             train_times.append(trained - start)
             epoch_times.append(time.perf_counter() - start)
-    plain = next(r for r in runs if r[0].strategy == "plain")
+    plain = next(r for r in runs if r[0].strategy.name == "plain")
     print(f"config {args.config}, {args.epochs} epochs in lockstep (first dropped), 1 torch "
           f"thread; ratios are medians over epochs of strategy / plain in the same round")
     print("| strategy | train pass ms | ratio | whole epoch ms | ratio |")
     print("|---|---:|---:|---:|---:|")
-    for cfg, _, objective, _, train_times, epoch_times in runs:
-        ratio_train = statistics.median(a / b for a, b in zip(train_times[1:], plain[4][1:],
+    for cfg, _, objective, train_times, epoch_times in runs:
+        ratio_train = statistics.median(a / b for a, b in zip(train_times[1:], plain[3][1:],
                                                               strict=True))
-        ratio_epoch = statistics.median(a / b for a, b in zip(epoch_times[1:], plain[5][1:],
+        ratio_epoch = statistics.median(a / b for a, b in zip(epoch_times[1:], plain[4][1:],
                                                               strict=True))
         kind = " (gradients)" if objective.weighting.needs_grads else ""
         print(f"| {cfg.strategy.name}{kind} | {1000 * statistics.median(train_times[1:]):.1f} | "

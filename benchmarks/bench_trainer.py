@@ -1,7 +1,8 @@
 """How much does lossbench's runner cost on top of the training it drives?
 
-(a) lossbench: one full run through `experiment.execute_run` (strategy object, bookkeeping of
-    every loss, validation metrics, metrics.csv, checkpoint and best weights every epoch);
+(a) lossbench: one full run through `runner.execute.train_in_folders` (strategy object,
+    bookkeeping of every loss, validation metrics, metrics.csv, checkpoint and best weights
+    every epoch);
 (b) a bare PyTorch loop written here: the same model, data, batches and objective (the
     strategy's formula inline), one optimiser step per batch, the validation loss per epoch.
 Both train the same weights (the script prints both final validation losses: they must
@@ -36,7 +37,9 @@ import torch
 import torch.nn.functional as F
 
 from lossbench.config import load_config
-from lossbench.runner.local import Events, execute_run, plan_runs, run_record
+from lossbench.events import Events
+from lossbench.runner.execute import run_record, train_in_folders
+from lossbench.runner.plan import plan_runs
 from lossbench.seeds import epoch_generator, run_seeds
 from lossbench.tasks import build_task
 from lossbench.training.losses import compute_losses
@@ -110,8 +113,9 @@ def paired_epochs(cfg, task, folder: Path) -> tuple[list[float], list[float]]:
 
     def run() -> None:
         try:
-            result["summary"], result["rows"] = execute_run(cfg, task, folder,
-                                                            run_record(cfg, task), lockstep)
+            (outcome,) = train_in_folders([(cfg, folder, run_record(cfg, task))], task,
+                                          lockstep)
+            result["summary"], result["rows"] = outcome.summary, outcome.rows
         finally:
             lockstep.epoch_ended.release()  # never leave the main thread waiting
 

@@ -53,7 +53,8 @@ def workers(jobs: int | str, backend: str = "local", address: str | None = None,
         return jobs
     if backend != "ray":
         raise ConfigError(f"--backend must be local or ray, got '{backend}'")
-    from lossbench.runner.ray_backend import RayOptions, require_ray
+    from lossbench.runner.ray_backend import require_ray
+    from lossbench.runner.ray_options import RayOptions
 
     require_ray()
     resources = {k: float(v) for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus))

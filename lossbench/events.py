@@ -14,10 +14,10 @@ the CLI import it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from lossbench.config import RunConfig
+RunConfig = Any
+"""A run's config (lossbench.config.RunConfig): this module sits below the configuration."""
 
 
 class Events:

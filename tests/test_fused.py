@@ -24,11 +24,13 @@ import torch
 
 from lossbench.config import flat, load_config
 from lossbench.errors import ConfigError
+from lossbench.events import Events
 from lossbench.results.folders import read_metrics, run_dir_name
-from lossbench.runner.local import Events, execute_run, plan_runs, run_record
+from lossbench.runner.execute import run_record, train_in_folders
+from lossbench.runner.plan import plan_runs
 from lossbench.tasks import build_task
 from lossbench.training import fused
-from lossbench.training.fused import can_fuse, fusable_groups, fuse_blocker, run_fused
+from lossbench.training.fused import can_fuse, fusable_groups, fuse_blocker, train_fused
 
 TINY = Path(__file__).with_name("tiny.toml")
 DEVICE = os.environ.get("LOSSBENCH_FUSED_TEST_DEVICE", "cpu")
@@ -45,13 +47,19 @@ def folder(out: Path, cfg) -> Path:
     return out / run_dir_name(flat(cfg))
 
 
+def in_folders(cfgs, task, out: Path, events=None) -> list[tuple[dict, list[dict]]]:
+    """(summary, rows) of each run, trained in its folder under `out` as `lossbench run`
+    trains it: one run alone, two or more as one fused group."""
+    todo = [(c, folder(out, c), run_record(c, task)) for c in cfgs]
+    return [(o.summary, o.rows) for o in train_in_folders(todo, task, events or Events())]
+
+
 def sequential(cfgs, task, out: Path) -> list:
-    return [execute_run(c, task, folder(out, c), run_record(c, task), Events()) for c in cfgs]
+    return [result for c in cfgs for result in in_folders([c], task, out)]
 
 
 def together(cfgs, task, out: Path, events=None) -> list:
-    return run_fused(cfgs, task, [folder(out, c) for c in cfgs],
-                     [run_record(c, task) for c in cfgs], events or Events())
+    return in_folders(cfgs, task, out, events)
 
 
 def numbers(d: dict) -> dict:
@@ -103,7 +111,7 @@ def test_groups_are_the_fusable_runs_of_one_seed_and_settings():
     assert not can_fuse([*plan(["plain"]), *plan(["flood"], lr=0.1)])
     assert fuse_blocker(plan(["plain"], model="gru")[0]) == "model 'gru' cannot be vmapped"
     with pytest.raises(ConfigError, match="strategy 'uncertainty' is not fusable"):
-        run_fused(plan(["plain", "uncertainty"]), None, ["a", "b"], [{}, {}])
+        train_fused(plan(["plain", "uncertainty"]), None, [Path("a"), Path("b")], print, print)
 
 
 def test_dropout_on_cuda_does_not_fuse_unless_allowed(monkeypatch):
@@ -230,8 +238,7 @@ def test_an_unfused_checkpoint_resumes_fused(tmp_path):
     out = tmp_path / "resumed"
     for cfg in cfgs:
         with pytest.raises(KeyboardInterrupt):
-            execute_run(cfg, task, folder(out, cfg), run_record(cfg, task),
-                        StopAfter(cfg.strategy.name, 1))
+            in_folders([cfg], task, out, StopAfter(cfg.strategy.name, 1))
     assert_same_runs(whole, together(cfgs, task, out))
 
 

@@ -25,7 +25,7 @@ from lossbench.config import flat
 from lossbench.errors import ConfigError, DataError
 from lossbench.results.folders import run_dir_name
 from lossbench.runner.local import experiment_name
-from lossbench.runner.ray_backend import RayOptions
+from lossbench.runner.ray_options import RayOptions
 
 LONG = {"epochs": 30, "n_train_users": 256, "batch_size": 64}
 """Runs of ~1.5 s (30 epochs of ~50 ms): long enough to kill or interrupt in the middle."""

@@ -15,6 +15,7 @@ from helpers import assert_rows_close, close, metrics_rows
 from lossbench import api
 from lossbench import strategies as registry
 from lossbench.cli.app import app
+from lossbench.events import Events
 
 OLD = Path(__file__).with_name("data") / "results-0.1"
 README = Path(__file__).parents[1] / "README.md"
@@ -174,9 +175,7 @@ def test_weights_figure_draws_each_logged_state(builtins_run):
 def test_resumed_learnable_and_epoch_state_continue_exactly(tiny, tmp_path):
     """uncertainty (learnable log-variances) and dwa (loss history): stop after epoch 2,
     resume, and the rows equal a run that never stopped."""
-    import lossbench.runner.local as experiment
-
-    class Stop(experiment.Events):
+    class Stop(Events):
         def epoch_done(self, cfg, row):
             if row["epoch"] == 2:
                 raise KeyboardInterrupt

@@ -15,6 +15,7 @@ from helpers import task_of
 from lossbench import api
 from lossbench.cli.app import app
 from lossbench.config import load_config
+from lossbench.events import Events
 from lossbench.results.folders import COLUMNS
 from lossbench.training.models import attention_dropout, build_model
 from lossbench.training.trainer import epoch_lr, init_model, warmup_factor
@@ -116,18 +117,19 @@ def test_paired_runs_train_on_the_same_batches(tiny, tmp_path, monkeypatch):
 
     seen: dict[tuple, list] = {}
     run: list[tuple] = []  # the (strategy, seed) in training
-    real_losses, real_epoch = trainer.compute_losses, trainer.train_epoch
+    real_losses, real_epoch = trainer.compute_losses, trainer.SingleModel.train_epoch
 
-    def epoch_spy(model, optimizer, objective, task, cfg, epoch, device):
+    def epoch_spy(self, epoch):
+        cfg = self.runs[0].cfg
         run[:] = [(cfg.strategy.name, cfg.seed)]
-        return real_epoch(model, optimizer, objective, task, cfg, epoch, device)
+        return real_epoch(self, epoch)
 
     def losses_spy(model, inputs, targets, cfg, epoch, generator):
         state = generator.get_state().clone()  # the augmentation draw comes next
         seen.setdefault(run[0], []).append((inputs.clone(), state))
         return real_losses(model, inputs, targets, cfg, epoch, generator)
 
-    monkeypatch.setattr(trainer, "train_epoch", epoch_spy)
+    monkeypatch.setattr(trainer.SingleModel, "train_epoch", epoch_spy)
     monkeypatch.setattr(trainer, "compute_losses", losses_spy)
     api.run(strategy=["plain", "flood", "reweight"], config=tiny, b=3.0, seeds=2,
             out=tmp_path)
@@ -376,7 +378,7 @@ def test_one_torch_thread_per_run_whatever_the_core_count(tiny, tmp_path, monkey
     """CPU results must not depend on the machine: the default is one thread per run, so
     the numbers are the same on 2 and on 64 cores."""
     import lossbench.runner.workers as workers
-    from lossbench.runner.local import Events
+    from lossbench.events import Events
 
     threads = []
 
@@ -391,9 +393,7 @@ def test_one_torch_thread_per_run_whatever_the_core_count(tiny, tmp_path, monkey
 
 
 def test_restart_starts_an_unfinished_run_afresh(tiny, tmp_path):
-    import lossbench.runner.local as experiment
-
-    class StopAfterTwo(experiment.Events):
+    class StopAfterTwo(Events):
         def __init__(self):
             self.epochs = []
 

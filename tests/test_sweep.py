@@ -11,7 +11,7 @@ import pytest
 
 from lossbench import api
 from lossbench.cli.app import app
-from lossbench.runner.local import Events
+from lossbench.events import Events
 from lossbench.runner.sweep import parse_grid, select_b
 
 

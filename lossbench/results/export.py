@@ -10,7 +10,7 @@ Both read the folder with `report.load_runs` (a run, an experiment, a sweep or a
 MLflow: one parent run per experiment folder (its plots/, report.md, report.json and
 sweep.json as artifacts when present; the settings its runs share as params), and under it one
 run per run folder: params = its settings with the strategy parameters flattened
-(`recorder.settings_of`), every metrics.csv column as a metric with step = epoch, the numbers
+(`folders.settings_of`), every metrics.csv column as a metric with step = epoch, the numbers
 of summary.json as `summary/<key>`, tags strategy, seed, b, status and run_folder. A run is
 found again by its tag `lossbench.run`: exported unchanged (same files) it is skipped, changed
 (say, finished since) it is deleted and exported anew.

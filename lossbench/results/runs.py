@@ -16,7 +16,7 @@ from lossbench.errors import DataError
 from lossbench.results.folders import read_json, read_metrics
 
 RUN_FILES = ("config.json", "metrics.csv", "summary.json")
-"""The files of a run folder (recorder.py); a folder holding any of them is a run folder."""
+"""The files of a run folder (folders.py); a folder holding any of them is a run folder."""
 
 
 @dataclass

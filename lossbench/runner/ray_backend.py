@@ -7,7 +7,7 @@ allowed), retried by Ray when its worker dies (`max_retries`). Not a Tune trial:
 already plans the runs, keeps its own results layout and resumes from its own checkpoints;
 Tune would add a second results folder, a scheduler and trial names to map back.
 
-A task runs `experiment.run_one` into a scratch copy of the run folder on its node and ships
+A task runs `execute.run_one` into a scratch copy of the run folder on its node and ships
 checkpoint.pkl, metrics.csv and config.json to the run's *store* (`run_store.py`) after every
 epoch, and summary.json at the end (the checkpoint then goes). The store is the driver's
 results folder itself, written by a small actor on the driver's node (no shared filesystem
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import signal
 import socket
@@ -35,7 +34,6 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +48,7 @@ from lossbench.results.folders import (
     read_metrics,
     run_dir_name,
 )
+from lossbench.runner.ray_options import RayOptions
 from lossbench.runner.store import (
     FINAL_FILES,
     RunStore,
@@ -64,42 +63,13 @@ from lossbench.runner.store import (
 if TYPE_CHECKING:  # experiment (and so torch) is imported where it is used: the StoreServer
     from lossbench.config import RunConfig  # actor's process then starts in a blink, flat
     from lossbench.events import Events
-    from lossbench.runner.local import Comparison
+    from lossbench.runner.execute import Comparison
 
 INSTALL = 'pip install "lossbench[ray]"'
 POLL_SECONDS = 0.2
 """The driver waits for tasks in slices this long, so that Ctrl-C is seen at once."""
 CANCEL_WAIT_SECONDS = 30.0
 """How long the driver waits for cancelled tasks to end."""
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    """Where and with what resources the runs go. `address`: a running cluster (`auto`,
-    `host:6379`, `ray://host:10001`); None starts a local Ray on this machine's cores (or
-    joins $RAY_ADDRESS). `storage`: see the module docstring (None: the results folder).
-    `num_cpus` / `num_gpus`: Ray resources per run (fractions allowed). `max_retries`: how
-    often a run whose worker died is started again."""
-
-    address: str | None = None
-    storage: str | None = None
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-    max_retries: int = 3
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.num_cpus) and self.num_cpus > 0):
-            raise ConfigError(f"--num-cpus must be > 0, got {self.num_cpus:g}")
-        if not (math.isfinite(self.num_gpus) and self.num_gpus >= 0):
-            raise ConfigError(f"--num-gpus must be >= 0, got {self.num_gpus:g}")
-        if self.num_gpus > 1 and self.num_gpus != int(self.num_gpus):
-            raise ConfigError(f"--num-gpus above 1 must be a whole number, got {self.num_gpus:g}")
-        if self.max_retries < 0:
-            raise ConfigError(f"max_retries must be >= 0, got {self.max_retries}")
-        if (self.address or "").startswith("ray://") and not self.storage:
-            raise ConfigError("with Ray Client (--address ray://...) the driver's results folder "
-                              "is not on the cluster: give --storage, a URL every node can reach"
-                              " (e.g. s3://bucket/lossbench)")
 
 
 def require_ray() -> Any:
@@ -157,7 +127,7 @@ def train_remote(index: int, cfg: RunConfig, store: RunStore | Served, threads: 
     import ray
     import torch
 
-    from lossbench.runner.local import run_one
+    from lossbench.runner.execute import run_one
 
     if lossbench.__version__ != version:
         raise ConfigError(f"this Ray node has lossbench {lossbench.__version__}, the driver "
@@ -185,13 +155,13 @@ def train_remote(index: int, cfg: RunConfig, store: RunStore | Served, threads: 
 
 def run_ray(runs: list[RunConfig], comparison: Comparison, events: Events, *, threads: int,
             restart: bool, options: RayOptions) -> None:
-    """`experiment.run_all` on Ray: every run not complete in the results folder becomes a
+    """`local.run_all` on Ray: every run not complete in the results folder becomes a
     `train_remote` task with `options`' resources and `threads` torch threads; outcomes are
     appended to `comparison.runs` in plan order. Each task's events reach `events` here
     through a Ray queue, as the local workers' do."""
     from ray.util.queue import Queue
 
-    from lossbench.runner.local import RunOutcome, run_lock
+    from lossbench.runner.execute import RunOutcome, run_lock
 
     if not runs:
         return
@@ -304,7 +274,7 @@ def cancel(ray: Any, refs: list) -> None:
 
 def mark_interrupted(store: RunStore | Served, cfg: RunConfig, name: str) -> None:
     """For a cancelled run that finished an epoch (its config.json is in the store) and
-    has no summary: the summary.json `experiment.execute_run` writes on Ctrl-C. Written
+    has no summary: the summary.json a local run writes on Ctrl-C (`interrupted_summary`). Written
     through `store` as the task wrote, so it follows the task's last files."""
     files = call(store, "get", name)
     if "config.json" not in files or "summary.json" in files:

@@ -19,7 +19,7 @@ from lossbench.errors import ConfigError
 
 if TYPE_CHECKING:
     from lossbench.config import RunConfig
-    from lossbench.runner.ray_backend import RayOptions
+    from lossbench.runner.ray_options import RayOptions
 
 STORE_FILES = ("config.json", "metrics.csv", "summary.json", "checkpoint.pkl")
 EPOCH_FILES = ("checkpoint.pkl", "metrics.csv", "config.json")
@@ -142,7 +142,7 @@ def open_store(ray: Any, options: RayOptions, results: Path
 
 
 class StoreSync:
-    """The `experiment.Events` of a remote run: after every epoch EPOCH_FILES go from the
+    """The `Events` of a remote run: after every epoch EPOCH_FILES go from the
     scratch folder to the store (the first time, an old summary.json of an interrupted
     attempt leaves the store too, as `RunRecorder.start` removes it locally), and the
     events go on to `forward` (the driver's queue)."""

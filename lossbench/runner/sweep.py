@@ -185,7 +185,7 @@ def sweep(base: RunConfig, *, strategy: str = "flood", param: str = "b",
           jobs: int | str = 1, threads: int | None = None, restart: bool = False,
           fuse: bool | None = None) -> dict:
     """Run the sweep (see the module docstring) and return the content of sweep.json.
-    `fuse` as in experiment.run_comparison (None: with CUDA only)."""
+    `fuse` as in local.run_comparison (None: with CUDA only)."""
     strategy = check_sweep(strategy, param, select)
     if param != "b" and grid is None:
         raise ConfigError(f"sweeping '{param}' needs values: give --grid or --range")

@@ -1,7 +1,7 @@
 """Local parallelism: runs in worker processes on this machine (`--jobs N`).
 
 Each worker takes its share of the CPU threads (`thread_share`) or its own GPU, and runs
-`experiment.run_one`; every run's randomness comes from its own seeds, so the results equal
+`execute.run_one`; every run's randomness comes from its own seeds, so the results equal
 a sequential execution with the same thread count. SIGTERM or Ctrl-C marks the run in flight
 interrupted and ends the worker (`worker_signal`, `run_in_worker`).
 """
@@ -23,7 +23,7 @@ from lossbench.events import Events, QueueEvents, drain, forward_events
 from lossbench.training.trainer import resolve_device
 
 if TYPE_CHECKING:
-    from lossbench.runner.local import Comparison, RunOutcome
+    from lossbench.runner.execute import Comparison, RunOutcome
 
 
 DEFAULT_THREADS = 1
@@ -100,7 +100,7 @@ def run_in_worker(index: int, cfg: RunConfig, parent: Path, restart: bool
     known by its `index` in the parent's list). Interrupted, the worker marks its run
     interrupted and exits: the pool would otherwise hand it the next queued run and train on
     after the parent has stopped (concurrent.futures catches every exception of a call)."""
-    from lossbench.runner.local import run_one
+    from lossbench.runner.execute import run_one
 
     global _worker_busy
     try:
@@ -126,7 +126,7 @@ def worker_context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["lossbench.runner.local", "torch._dynamo"])
+    context.set_forkserver_preload(["lossbench.runner.execute", "torch._dynamo"])
     return context
 
 

@@ -1,19 +1,18 @@
 """Fused training: the paired runs of one seed trained together, as one stacked model.
 
     groups = fusable_groups(cfgs)              # [[plain, flood, reweight, ...], [gcs], ...]
-    results = run_fused(group, task, run_dirs, records, events)   # [(summary, rows), ...]
+    train_fused(group, task, checkpoints, on_epoch, on_end)
 
 Runs of a seed share data, initial weights and batches, so R of them train as one model
 with parameters [R, ...]: per step one vmapped forward (`functional_call`, the random draws of
 the augmented view and of dropout made once and shared, `randomness="same"`, as each unfused
 run draws them), step_r = objective_r(L_main_r, L_aux_r) per run, one backward of
 sum_r step_r.objective (slice r gets exactly its gradient) and one step of the stacked
-optimiser (SGD and Adam are elementwise; the stacked model is `stacked.py`). A run that
-stops (patience) or diverges is finished there and cut out of the stack and the optimiser
-state. Folders are written as `experiment.execute_run` writes them (RunRecorder,
-`trainer.save_checkpoint`: checkpoints resume fused or unfused); `seconds` is the group's
-epoch time per run; summary.json adds `fused` (the group's size). On resume the runs are
-grouped by their checkpoint's epoch.
+optimiser (SGD and Adam are elementwise; the stacked model is `stacked.py`). `Stacked` is
+the engine of the one training loop (loop.py), which does the rest as for a single run: a
+run that stops (patience) or diverges is finished there and cut out of the stack and the
+optimiser state; checkpoints resume fused or unfused; `seconds` is the group's epoch time
+per run. On resume the runs are grouped by their checkpoint's epoch.
 
 Fusable (`fuse_blocker`): runs that differ only in strategy, b and strategy parameters, with
 `fusable = True` weightings (plain, weighted, reweight, dwa, flooded or not). Not fused, run
@@ -22,39 +21,28 @@ rule for `aten::gru`), and on CUDA dropout > 0 unless `allow_dropout`: the fused
 kernels do not vmap, so the fused forward uses the math backend on CUDA, whose dropout draws
 differ from those of an unfused run's kernel (on the CPU they are identical).
 
-Tolerance: batched kernels sum in another order, so fused and unfused runs differ by float32
-rounding: at most 1.5e-7 relative on every number for tests/tiny.toml (CPU and H200); the
-tests allow 1e-5. Chaotic dynamics amplify it: on the default task it stays below 1.4e-6 for
-30 epochs, then a flooded step whose total is within rounding of b flips its gradient's sign
-and flooded runs part (val_loss up to 6 % apart; best epochs kept, test metrics within
-0.4 %), as between two devices: compare strategies trained the same way.
-
-Measured 2026-11-27, `benchmarks/bench_fused.py`: on 2 CPU cores no gain (the CPU does the
-R runs' arithmetic either way). One H200 (PyTorch 2.11): the default comparison (12 runs in 3
-groups of 4) 54.3 s -> 26.4 s (2.1x); 12 flood levels of a seed (one group) 41.2 s -> 8.9 s
-(4.6x); ml-100k `all` x 3 seeds (allow_dropout) 119.7 s -> 73.0 s (1.6x). A fused step of R
-runs costs about two single steps (vmap adds ~60 % operations, and the GPU is bound by kernel
-launches), so the gain is about R / 2.
+Fused and unfused runs are equal up to float32 rounding (batched kernels sum in another
+order; the tests allow 1e-5 relative). Chaotic dynamics can amplify it: a flooded step
+whose total is within rounding of b flips its gradient's sign, as between two devices, so
+compare strategies trained the same way. The speed-up is measured by
+benchmarks/bench_fused.py (results pages: performance).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
-from torch import nn
 
 from lossbench.config import RunConfig, flat
 from lossbench.errors import ConfigError
-from lossbench.results.folders import RunRecorder, interrupted_summary, summary_head
 from lossbench.seeds import epoch_generator, run_seeds
-from lossbench.strategies import Objective, build_objective, split_name, weighting_class
-from lossbench.tasks import Task
-from lossbench.training.losses import aux_tau
+from lossbench.strategies import build_objective, split_name, weighting_class
+from lossbench.tasks import Split, Task
+from lossbench.training.checkpoint import load_checkpoint, to_numpy
+from lossbench.training.loop import Best, EndCallback, EpochCallback, RunState, train_runs
 from lossbench.training.models import attention_dropout, build_model
 from lossbench.training.stacked import (
     Stack,
@@ -66,18 +54,12 @@ from lossbench.training.stacked import (
     take,
 )
 from lossbench.training.trainer import (
-    Best,
-    end_summary,
     epoch_batches,
     init_model,
-    is_better,
-    load_checkpoint,
     make_optimizer,
     resolve_device,
-    save_checkpoint,
     set_lr,
     steps_per_epoch,
-    to_numpy,
 )
 
 FUSABLE_MODELS = ("sasrec",)
@@ -119,7 +101,7 @@ def fusable_groups(cfgs: list[RunConfig], allow_dropout: bool = False,
                    max_size: int | None = None) -> list[list[RunConfig]]:
     """Every run in exactly one group, groups in the order of their first run: the fusable
     runs with equal `shared_key` together (at most `max_size` per group), every other run
-    alone. Run a group of one the ordinary way; `run_fused` the others."""
+    alone. A group of one trains unfused; `train_fused` trains the others."""
     out: list[list[RunConfig]] = []
     open_groups: dict[str, list[RunConfig]] = {}
     for cfg in cfgs:
@@ -137,230 +119,122 @@ def fusable_groups(cfgs: list[RunConfig], allow_dropout: bool = False,
 # --- one fused group -----------------------------------------------------------------------
 
 
-@dataclass
-class Run:
-    """One run of a fused group: settings, folder, objective, progress."""
-
-    cfg: RunConfig
-    dir: Path
-    record: dict                  # its config.json
-    objective: Objective
-    best: Best
-    rows: list[dict] = field(default_factory=list)
-    first_epoch: int = 1
-    resumed: tuple | None = None  # from its checkpoint: (weights, optimiser state, RNG)
-    seconds: float = 0.0          # its share of the group's time
-    result: tuple[dict, list[dict]] | None = None
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.dir / "checkpoint.pkl"
-
-
-class Snapshot:
-    """A prepared state dict posing as a model or optimiser for `trainer.save_checkpoint`."""
-
-    def __init__(self, state: dict) -> None:
-        self.state = state
-
-    def state_dict(self) -> dict:
-        return self.state
-
-
-def resume_state(run: Run, task: Task, device: torch.device) -> None:
-    """Load `run`'s checkpoint, if any, with `trainer.load_checkpoint` into a model and an
-    optimiser of its own; keep their state dicts, the RNG state, the rows and best epoch."""
-    if not run.checkpoint.exists():
-        return
+def resume(run: RunState, task: Task, device: torch.device) -> tuple | None:
+    """Load `run`'s checkpoint, if any, into a model and an optimiser of its own (setting
+    the run's rows, best epoch and first epoch); return their state dicts and the RNG state
+    the checkpoint restored, or None without a checkpoint."""
+    if run.checkpoint is None or not run.checkpoint.exists():
+        return None
     model = build_model(task.n_items, run.cfg.task.max_len, run.cfg.model).to(device)
     optimizer = make_optimizer(model, run.cfg.optim)
-    done, run.rows, run.best = load_checkpoint(run.checkpoint, model, optimizer,
-                                               run.objective.weighting)
+    done, run.rows, best = load_checkpoint(run.checkpoint, model, optimizer,
+                                           run.objective.weighting)
+    run.first_epoch, run.best = done + 1, Best(**best)
     rng = (torch.get_rng_state(),
            torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
-    run.first_epoch, run.resumed = done + 1, (model.state_dict(), optimizer.state_dict(), rng)
+    return model.state_dict(), optimizer.state_dict(), rng
 
 
-def run_fused(cfgs: list[RunConfig], task: Task, run_dirs: list[Path], records: list[dict],
-              events=None, allow_dropout: bool = False) -> list[tuple[dict, list[dict]]]:
-    """Train the runs `cfgs` (one seed: `can_fuse`) together; per run (summary, rows), as
-    `experiment.execute_run` returns them, each folder written as it writes it (`records[i]`
-    is run i's config.json). Checkpoints are resumed, runs grouped by their epoch.
-    `events.epoch_done(cfg, row)` after every epoch of every run. Ctrl-C or SIGTERM marks
-    the unfinished runs `interrupted` and re-raises. ConfigError for runs that cannot fuse."""
+class Stacked:
+    """The loop's engine for a fused group (all at the same epoch): the runs' weights as one
+    `Stack` on the init seed's model (`template`, whose own weights the stack does not use;
+    the loop loads a run's best weights into it for the test split), one stacked optimiser,
+    and the runs' objectives."""
+
+    def __init__(self, runs: list[RunState], resumed: list[tuple | None], task: Task,
+                 device: torch.device) -> None:
+        cfg = runs[0].cfg
+        self.runs, self.task, self.device = list(runs), task, device
+        self.template = init_model(task, cfg, device)  # the seed's weights; seeds dropout
+        self.stack = stack_states(self.template, [r[0] if r else self.template.state_dict()
+                                                  for r in resumed])
+        self.optimizer = make_optimizer(self.stack, cfg.optim)
+        if resumed[0]:
+            self.optimizer.load_state_dict(stack_optimizer_states([r[1] for r in resumed]))
+            rng_cpu, rng_cuda = resumed[0][2]
+            torch.set_rng_state(rng_cpu)
+            if rng_cuda and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng_cuda)
+        self.wrapper = Wrapper(self.template, cfg.losses)
+
+    def train_epoch(self, epoch: int) -> torch.Tensor:
+        """One pass over the training split for every run of the stack, batches and draws as
+        `SingleModel.train_epoch`; every step's five numbers per run, [steps, R, 5] on the
+        host (they stay on the device until the epoch ends)."""
+        cfg, task = self.runs[0].cfg, self.task
+        generator = epoch_generator(run_seeds(cfg.seed).batch, epoch)
+        epoch_steps = steps_per_epoch(task, cfg.train.batch_size)
+        steps = []
+        self.wrapper.train()
+        batches = epoch_batches(task, cfg.train.batch_size, generator, self.device)
+        for k, (inputs, targets) in enumerate(batches, 1):
+            set_lr(self.optimizer, cfg.optim, cfg.train.epochs, epoch, k, epoch_steps)
+            numbers, objectives = [], []
+            losses = stacked_losses(self.wrapper, self.stack, inputs, targets, epoch,
+                                    generator)
+            for run, (main, aux) in zip(self.runs, losses, strict=True):
+                step = run.objective(main, aux)
+                objectives.append(step.objective)
+                numbers += [step.total, step.objective, main.mean, aux.mean, step.below]
+            self.optimizer.zero_grad(set_to_none=True)
+            torch.stack(objectives).sum().backward()
+            self.optimizer.step()
+            steps.append(torch.stack([x.detach().float() for x in numbers])
+                         .view(len(self.runs), 5))
+        return torch.stack(steps).cpu()
+
+    def evaluate(self, split: Split) -> list[dict]:
+        """Every run's validation metrics, in one vmapped evaluation per batch."""
+        cfg = self.runs[0].cfg
+        return evaluate_stacked(self.wrapper, self.stack, split,
+                                batch_size=cfg.train.eval_batch_size, device=self.device,
+                                exclude_seen=cfg.train.exclude_seen)
+
+    def states(self) -> list[tuple[dict, dict]]:
+        """Per run (weights, optimiser state), host copies: the stack is copied to the host
+        once and sliced there."""
+        weights = to_numpy(self.stack.params | self.stack.buffers)
+        opt_state = to_numpy(self.optimizer.state_dict())
+        return [({k: np.array(v[r]) for k, v in weights.items()}, take(opt_state, r))
+                for r in range(len(self.runs))]
+
+    def keep(self, indices: list[int]) -> None:
+        """Cut the other runs out of every weight and optimiser-state tensor."""
+        if len(indices) == len(self.runs):
+            return
+        self.runs = [self.runs[i] for i in indices]
+        if not indices:
+            return
+        state = take(self.optimizer.state_dict(), indices)
+        self.stack = Stack({k: v.detach()[indices].requires_grad_()
+                            for k, v in self.stack.params.items()},
+                           take(self.stack.buffers, indices))
+        self.optimizer = make_optimizer(self.stack, self.runs[0].cfg.optim)
+        self.optimizer.load_state_dict(state)
+
+
+def train_fused(cfgs: list[RunConfig], task: Task, checkpoints: list[Path],
+                on_epoch: EpochCallback, on_end: EndCallback,
+                allow_dropout: bool = False) -> list[RunState]:
+    """Train the runs `cfgs` (one seed: `can_fuse`) together with the one loop and a
+    `Stacked` engine, checkpoint i being run i's; returns their states (each with its rows
+    and summary). Checkpoints are resumed, runs grouped by their epoch. ConfigError for runs
+    that cannot fuse."""
     if not can_fuse(cfgs, allow_dropout):
         reasons = {fuse_blocker(c, allow_dropout) for c in cfgs} - {None}
         raise ConfigError(f"these runs cannot be trained fused: "
                           f"{'; '.join(sorted(reasons)) or 'their settings differ'}")
-    if len({Path(d).resolve() for d in run_dirs}) != len(cfgs):
-        raise ConfigError("run_fused needs one distinct folder per run")
+    if len({Path(c).resolve() for c in checkpoints}) != len(cfgs):
+        raise ConfigError("train_fused needs one distinct checkpoint file per run")
     device = resolve_device(cfgs[0].device)
-    runs = []
-    for cfg, run_dir, record in zip(cfgs, run_dirs, records, strict=True):
+    runs, resumed = [], []
+    for cfg, checkpoint in zip(cfgs, checkpoints, strict=True):
         objective = build_objective(cfg.strategy.name, cfg.strategy.params, cfg.strategy.b)
         objective.weighting.to(device)
-        best = Best(math.inf if cfg.train.best_by == "val_loss" else -math.inf)
-        runs.append(Run(cfg, Path(run_dir), record, objective, best))
-        resume_state(runs[-1], task, device)
+        runs.append(RunState(cfg, objective, Path(checkpoint)))
+        resumed.append(resume(runs[-1], task, device))
     for first_epoch in sorted({run.first_epoch for run in runs}):
-        train_group([r for r in runs if r.first_epoch == first_epoch], task, device, events,
-                    len(runs))
-    return [run.result for run in runs]
-
-
-def train_group(runs: list[Run], task: Task, device: torch.device, events, size: int) -> None:
-    """Train `runs`, all at the same epoch, as one stack, as `trainer.train` trains one run;
-    each run is finished (`finish`) where it ends."""
-    cfg = runs[0].cfg
-    model = init_model(task, cfg, device)  # the seed's weights; seeds the dropout RNG
-    stack = stack_states(model, [r.resumed[0] if r.resumed else model.state_dict()
-                                 for r in runs])
-    optimizer = make_optimizer(stack, cfg.optim)
-    if runs[0].resumed:
-        optimizer.load_state_dict(stack_optimizer_states([r.resumed[1] for r in runs]))
-        rng_cpu, rng_cuda = runs[0].resumed[2]
-        torch.set_rng_state(rng_cpu)
-        if rng_cuda and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng_cuda)
-    wrapper = Wrapper(model, cfg.losses)
-    recorders = {id(run): RunRecorder(run.dir) for run in runs}
-    for run in runs:
-        recorders[id(run)].start(run.record, resume=run.checkpoint.exists())
-        if run.rows:
-            epoch_done(run, recorders, events)
-    active = list(runs)
-    try:
-        for epoch in range(runs[0].first_epoch, cfg.train.epochs + 1):
-            stopped = [r for r in active
-                       if cfg.train.patience and epoch - 1 - r.best.epoch >= cfg.train.patience]
-            for run in stopped:
-                finish(run, "complete", None, model, task, device, recorders, size)
-            stack, optimizer, active = drop(stack, optimizer, active, stopped, cfg)
-            if not active:
-                break
-            started, trained = time.perf_counter(), len(active)
-            means = train_epoch(wrapper, stack, optimizer, active, task, cfg, epoch, device)
-            diverged = [r for r, m in zip(active, means, strict=True) if "diverged_step" in m]
-            for run, m in zip(active, means, strict=True):
-                if "diverged_step" in m:
-                    run.seconds += (time.perf_counter() - started) / trained
-                    finish(run, "diverged", {"epoch": epoch, "step": m["diverged_step"]},
-                           model, task, device, recorders, size)
-            stack, optimizer, active = drop(stack, optimizer, active, diverged, cfg)
-            if not active:
-                break
-            vals = evaluate_stacked(wrapper, stack, task.val, batch_size=cfg.train.eval_batch_size,
-                                    device=device, exclude_seen=cfg.train.exclude_seen)
-            means = [m for m in means if "diverged_step" not in m]
-            share = (time.perf_counter() - started) / trained  # the epoch's time per run
-            end_epoch(stack, optimizer, active, means, vals, epoch, share, recorders, events)
-        for run in active:
-            finish(run, "complete", None, model, task, device, recorders, size)
-    except KeyboardInterrupt:
-        for run in runs:
-            if run.result is None:
-                recorders[id(run)].finish(interrupted_summary(flat(run.cfg), len(run.rows)))
-        raise
-
-
-def train_epoch(wrapper: Wrapper, stack: Stack, optimizer: torch.optim.Optimizer,
-                runs: list[Run], task: Task, cfg: RunConfig, epoch: int,
-                device: torch.device) -> list[dict]:
-    """One pass over the training split for every run of the stack, batches and draws as in
-    `trainer.train_epoch`; per run the epoch means of its losses (that function's keys), or
-    `{"diverged_step": k}` when its step k (1-based) had a non-finite number. The numbers
-    stay on the device until the epoch ends."""
-    generator = epoch_generator(run_seeds(cfg.seed).batch, epoch)
-    steps = []  # per step [R, 5]: total, objective, L_main, L_aux, fraction below b
-    epoch_steps = steps_per_epoch(task, cfg.train.batch_size)
-    wrapper.train()
-    batches = epoch_batches(task, cfg.train.batch_size, generator, device)
-    for k, (inputs, targets) in enumerate(batches, 1):
-        set_lr(optimizer, cfg.optim, cfg.train.epochs, epoch, k, epoch_steps)
-        numbers, objectives = [], []
-        for run, (main, aux) in zip(runs, stacked_losses(wrapper, stack, inputs, targets,
-                                                         epoch, generator), strict=True):
-            step = run.objective(main, aux)
-            objectives.append(step.objective)
-            numbers += [step.total, step.objective, main.mean, aux.mean, step.below]
-        optimizer.zero_grad(set_to_none=True)
-        torch.stack(objectives).sum().backward()
-        optimizer.step()
-        steps.append(torch.stack([x.detach().float() for x in numbers]).view(len(runs), 5))
-    values = torch.stack(steps).cpu()
-    out = []
-    for r in range(len(runs)):
-        finite = torch.isfinite(values[:, r]).all(dim=1)
-        if not bool(finite.all()):
-            out.append({"diverged_step": int((~finite).nonzero()[0, 0]) + 1})
-            continue
-        raw, total, main, aux, below = values[:, r].T.tolist()
-        n = len(raw)
-        out.append({"train_loss": sum(raw) / n, "train_objective": sum(total) / n,
-                    "train_main_loss": sum(main) / n, "train_aux_loss": sum(aux) / n,
-                    "flood_frac": sum(below) / n})
-    return out
-
-
-def end_epoch(stack: Stack, optimizer: torch.optim.Optimizer, runs: list[Run],
-              means: list[dict], vals: list[dict], epoch: int, seconds: float,
-              recorders: dict, events) -> None:
-    """Per run, as `trainer.train` after an epoch: its row, its best epoch (a host copy of
-    its weights), its checkpoint, metrics.csv, the event. The stacked weights and optimiser
-    state are copied to the host once and sliced there."""
-    cfg = runs[0].cfg
-    weights, opt_state = to_numpy(stack.params | stack.buffers), to_numpy(optimizer.state_dict())
-    for r, (run, m, val) in enumerate(zip(runs, means, vals, strict=True)):
-        strategy = run.objective.weighting
-        state = strategy.log_state()  # the state this epoch trained with
-        strategy.end_epoch({"main": m["train_main_loss"], "aux": m["train_aux_loss"]})
-        val = {f"val_{k}": v for k, v in val.items()}
-        row = {"epoch": epoch, **m, "theta": run.objective.theta, **val,
-               "aux_tau": aux_tau(epoch, cfg.losses),
-               "seconds": seconds, **{k: v for k, v in state.items() if k != "theta"}}
-        run.rows.append(row)
-        run.seconds += seconds
-        if is_better(row[cfg.train.best_by], run.best.value, cfg.train.best_by):
-            run.best = Best(row[cfg.train.best_by], epoch,
-                            {k: v[r].copy() for k, v in weights.items()}, val)
-        save_checkpoint(run.checkpoint, epoch, Snapshot(take(weights, r)),
-                        Snapshot(take(opt_state, r)), strategy, run.rows, run.best)
-        epoch_done(run, recorders, events)
-
-
-def epoch_done(run: Run, recorders: dict, events) -> None:
-    """metrics.csv with every row so far, then the caller's event (as execute_run's)."""
-    recorders[id(run)].epoch(run.rows)
-    if events is not None:
-        events.epoch_done(run.cfg, run.rows[-1])
-
-
-def drop(stack: Stack, optimizer: torch.optim.Optimizer, runs: list[Run], gone: list[Run],
-         cfg: RunConfig) -> tuple[Stack, torch.optim.Optimizer, list[Run]]:
-    """The stack, optimiser and runs without the finished runs `gone`: their slices are cut
-    out of every weight and optimiser-state tensor."""
-    keep = [i for i, run in enumerate(runs) if run not in gone]
-    if not gone or not keep:
-        return stack, optimizer, [runs[i] for i in keep]
-    state = take(optimizer.state_dict(), keep)
-    stack = Stack({k: v.detach()[keep].requires_grad_() for k, v in stack.params.items()},
-                  take(stack.buffers, keep))
-    optimizer = make_optimizer(stack, cfg.optim)
-    optimizer.load_state_dict(state)
-    return stack, optimizer, [runs[i] for i in keep]
-
-
-def finish(run: Run, status: str, diverged_at: dict | None, model: nn.Module, task: Task,
-           device: torch.device, recorders: dict, size: int) -> None:
-    """summary.json of a run that ended, as `trainer.train` and `execute_run` write it: the
-    test split evaluated once with the weights of its best epoch (loaded into `model`, the
-    stack's template, whose own weights the stack does not use); its checkpoint goes."""
-    cfg, rows = run.cfg, run.rows
-    started = time.perf_counter()
-    summary = {**summary_head(flat(cfg)),
-               **end_summary(cfg, status, diverged_at, run.best, rows,
-                             run.objective.flood_level, model, task, device)}
-    summary.update(wall_seconds=run.seconds + time.perf_counter() - started, fused=size)
-    recorders[id(run)].finish(summary)
-    run.checkpoint.unlink(missing_ok=True)
-    run.result = (summary, rows)
+        group = [i for i, run in enumerate(runs) if run.first_epoch == first_epoch]
+        engine = Stacked([runs[i] for i in group], [resumed[i] for i in group], task, device)
+        train_runs(engine.runs, engine, task, device, on_epoch, on_end)
+    return runs
