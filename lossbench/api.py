@@ -10,13 +10,26 @@ override the config file, exactly like the CLI's options and `--set key=value`.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from lossbench.config import RunConfig, load_config
 from lossbench.errors import ConfigError
+from lossbench.events import Events
+from lossbench.results import export as export_module
+from lossbench.results import report as report_module
 from lossbench.results.export import DEFAULT_TRACKING_URI
-from lossbench.runner.local import Comparison, Events, plan_runs, run_comparison
+from lossbench.results.migrate import migrate as migrate_folders
+from lossbench.results.tables import write_report
+from lossbench.runner.local import Comparison, run_comparison
+from lossbench.runner.plan import plan_runs
+from lossbench.runner.ray_backend import require_ray
+from lossbench.runner.ray_options import RayOptions
+from lossbench.runner.sweep import parse_grid
+from lossbench.runner.sweep import sweep as run_sweep
+from lossbench.strategies import Param, describe
+from lossbench.strategies.registry import describe_flooding
 
 
 def base_config(config: str | Path | None = None, **settings: Any) -> RunConfig:
@@ -53,8 +66,6 @@ def workers(jobs: int | str, backend: str = "local", address: str | None = None,
         return jobs
     if backend != "ray":
         raise ConfigError(f"--backend must be local or ray, got '{backend}'")
-    from lossbench.runner.ray_backend import require_ray
-    from lossbench.runner.ray_options import RayOptions
 
     require_ray()
     resources = {k: float(v) for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus))
@@ -107,8 +118,6 @@ def sweep(strategy: str = "weighted", param: str = "w", grid: str | list[float] 
     `param`, chosen on validation; returns the content of sweep.json plus its folder under
     "dir". `param = "b"` is `sweep_b`. `backend`, the Ray options and `fuse`: as in
     `run` (a b grid of one seed fuses into one stacked model)."""
-    from lossbench.runner.sweep import parse_grid
-    from lossbench.runner.sweep import sweep as run_sweep
 
     jobs = workers(jobs, backend, address, storage, num_cpus, num_gpus)
     if isinstance(grid, list | tuple):
@@ -133,8 +142,6 @@ def strategies() -> list[dict]:
     """`lossbench strategies`: every registered weighting (plugins from entry points too)
     with its flooded variants, formula, parameters, defaults, baseline and citation, then
     the two flooding modifiers (X-flood, X-iflood) with their flood-level settings."""
-    from lossbench.strategies import Param, describe
-    from lossbench.strategies.registry import describe_flooding
 
     defaults = RunConfig()
     b = Param("b", defaults.strategy.b, "flood level of X-flood, on the scale of the weighted "
@@ -147,11 +154,8 @@ def strategies() -> list[dict]:
 def report(results_dir: str | Path, window: int = 5, rise: float = 1.03,
            recover: float = 0.3) -> tuple[dict, list[Path]]:
     """`lossbench report`: the summary dict and the paths of report.json / report.md."""
-    from lossbench.results import report as report_module
-    from lossbench.results.tables import write_report
 
     if window < 1 or rise < 1.0 or not 0.0 < recover <= 1.0:
-        from lossbench.errors import ConfigError
 
         raise ConfigError("need --window >= 1, --rise >= 1 and 0 < --recover <= 1")
     runs = report_module.load_runs(results_dir)
@@ -161,9 +165,7 @@ def report(results_dir: str | Path, window: int = 5, rise: float = 1.03,
 
 def plot(results_dir: str | Path, fmt: str = "png", log_loss: bool = False) -> list[Path]:
     """`lossbench plot`: figures into RESULTS_DIR/plots/; returns their paths."""
-    from lossbench.errors import ConfigError
-    from lossbench.results import plot as plot_module
-    from lossbench.results import report as report_module
+    from lossbench.results import plot as plot_module  # matplotlib: only when plotting
 
     if fmt not in ("png", "svg", "pdf"):
         raise ConfigError(f"--format must be png, svg or pdf, got '{fmt}'")
@@ -178,9 +180,6 @@ def export(results_dir: str | Path, to: str, tracking_uri: str = DEFAULT_TRACKIN
     `tracking_uri`, `experiment_name`) or TensorBoard (`to="tensorboard"`: `logdir`).
     Exporting again replaces changed runs and skips unchanged ones. Returns what was done
     (`export.Exported` as a dict)."""
-    import dataclasses
-
-    from lossbench.results import export as export_module
 
     if to == "mlflow":
         done = export_module.export_mlflow(results_dir, tracking_uri=tracking_uri,
@@ -195,6 +194,5 @@ def export(results_dir: str | Path, to: str, tracking_uri: str = DEFAULT_TRACKIN
 def migrate(results_dir: str | Path = "results", dry_run: bool = False) -> list[tuple[Path, Path]]:
     """`lossbench migrate`: rename the folders of earlier versions under `results_dir` to
     today's names (lossbench/results/migrate.py); returns the renames."""
-    from lossbench.results.migrate import migrate as migrate_folders
 
     return migrate_folders(results_dir, dry_run=dry_run)

@@ -35,7 +35,7 @@ def download_with_progress(dataset: str, data_dir: str, url: str | None = None,
     """data.download_dataset with a rich bar (shown only while bytes arrive)."""
     from rich.progress import DownloadColumn, TransferSpeedColumn
 
-    from lossbench.tasks.download import download_dataset
+    from lossbench.tasks.download import download_dataset  # tasks import torch: not at the top
 
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                   TransferSpeedColumn(), TimeRemainingColumn(), console=console,
@@ -69,7 +69,7 @@ def data_info(
     sparsity, sequence lengths, time span, and what the filters and the split drop."""
     import json
 
-    from lossbench.tasks.interactions import describe_file
+    from lossbench.tasks.interactions import describe_file  # torch: not for --help
 
     with guard():
         facts = describe_file(path, user_col or "", item_col or "", time_col or "",

@@ -48,7 +48,7 @@ def runs_table(comparison) -> Table:
 def print_flood_advice(comparison) -> None:
     """report.flood_notes for the runs of this command: a plain line for each flooded group
     whose flooding never acted, or acted from the first step."""
-    from lossbench.results import report
+    from lossbench.results import report  # numpy: only once there are results, not for --help
 
     done = [r for r in (report.load_run(o.dir) for o in comparison.runs) if r.summary]
     for line in report.flood_notes(done, report.varying_settings(done)) if done else []:
@@ -58,7 +58,7 @@ def print_flood_advice(comparison) -> None:
 def print_group_tables(results_dir: Path) -> None:
     """The per-strategy validation and test tables of `report` (skipped when no run of the
     folder finished, e.g. all diverged: `lossbench report` says why)."""
-    from lossbench.results import report
+    from lossbench.results import report  # numpy: only once there are results
     from lossbench.results import tables as report_tables
 
     try:

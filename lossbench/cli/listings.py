@@ -28,7 +28,7 @@ def strategies_command(
     """Every registered strategy: its formula, parameters with defaults and ranges, logged
     state, flooded variants, the baseline it is compared with, and its citation; then the
     flooding modifiers and their flood levels."""
-    from lossbench import api
+    from lossbench import api  # here, not at the top: api imports torch, --help must not
 
     with guard():
         rows = api.strategies()

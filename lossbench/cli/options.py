@@ -18,6 +18,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
+from lossbench import strategies as registry
+from lossbench.config import parse_set
 from lossbench.errors import ConfigError
 
 STRATEGY_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -38,8 +40,6 @@ class StrategyCommand(TyperCommand):
 def strategy_param_rows() -> list[tuple[str, str]]:
     """(`--name TYPE`, `doc [owners; default, range]`) for every registered parameter: the
     built-ins' and those of the plugins loaded so far."""
-    from lossbench import strategies as registry
-
     rows = []
     for name, param in registry.all_params().items():
         flag = f"--{name.replace('_', '-')}"
@@ -55,8 +55,6 @@ def parse_strategy_options(args: list[str]) -> dict[str, Any]:
     """`--alpha 0.3 --detach-theta --no-gcs-weighted --w=0.2` -> {"alpha": "0.3",
     "detach_theta": True, "gcs_weighted": False, "w": "0.2"} (values are checked later, by
     the registry). Anything else is the error click would give: no such option."""
-    from lossbench import strategies as registry
-
     params = registry.all_params()
     out: dict[str, Any] = {}
     rest = list(args)
@@ -160,8 +158,6 @@ SetOpt = Annotated[list[str] | None, typer.Option(
 def collect_overrides(options: dict[str, Any], pairs: list[str] | None) -> dict[str, Any]:
     """CLI overrides: the options the user gave (not None), then --set key=value pairs. A
     data file without a task means --task interactions."""
-    from lossbench.config import parse_set
-
     overrides = {k: v for k, v in options.items() if v is not None}
     overrides.update(parse_set(pairs or []))
     if overrides.get("data") and "task" not in overrides:

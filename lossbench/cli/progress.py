@@ -31,6 +31,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from lossbench import strategies as registry
+from lossbench.cli.display import console
 from lossbench.events import Events
 
 
@@ -42,8 +44,6 @@ def run_key(cfg: Any) -> str:
 def run_label(cfg: Any) -> str:
     """`flood b=8.9 seed=0`, with every strategy parameter that differs from its default
     (`weighted w=0.3 seed=1`), as progress names a run."""
-    from lossbench import strategies as registry
-
     defaults = registry.run_params(cfg.strategy.name, {})
     changed = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                for k, v in cfg.strategy.params.items() if defaults.get(k) != v]
@@ -131,8 +131,6 @@ def clock(seconds: float | None) -> str:
 
 def make_progress() -> Progress:
     """The bars: a description, a bar, done/total, elapsed time, and the model's ETA."""
-    from lossbench.cli.display import console
-
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TextColumn("{task.fields[eta]}"), console=console,
                     transient=False)

@@ -51,8 +51,8 @@ def report_command(
         help="Fraction of the rise the second descent must win back.")] = 0.3,
 ) -> None:
     """Statistics over seeds: mean +- 95 % CI, paired tests against plain, double descent."""
-    from lossbench import api
-    from lossbench.results import tables as report_tables
+    from lossbench import api  # here, not at the top: api imports torch, --help must not
+    from lossbench.results import tables as report_tables  # numpy, likewise
 
     with guard():
         summary, paths = api.report(chosen_folder(results_dir, out), window=window, rise=rise,
@@ -72,7 +72,7 @@ def plot_command(
     log_loss: Annotated[bool, typer.Option("--log-loss", help="Log scale for losses.")] = False,
 ) -> None:
     """Figures of a results folder into RESULTS_DIR/plots/: losses, metrics, theta, sweep."""
-    from lossbench import api
+    from lossbench import api  # here, not at the top: api imports torch, --help must not
 
     with guard():
         for path in api.plot(chosen_folder(results_dir, out), fmt=format_, log_loss=log_loss):
@@ -96,7 +96,7 @@ def export_command(
 ) -> None:
     """Export a results folder's runs to MLflow or TensorBoard; exporting again replaces
     changed runs instead of duplicating them."""
-    from lossbench import api
+    from lossbench import api  # here, not at the top: api imports torch, --help must not
 
     with guard():
         done = api.export(chosen_folder(results_dir, out), to=to, tracking_uri=tracking_uri,
@@ -121,7 +121,7 @@ def migrate_command(
     """Rename the run, experiment and sweep folders written before lossbench 0.2 (whose names
     hashed every setting) to today's names, so the same command finds them again: complete
     runs are skipped and unfinished ones resumed."""
-    from lossbench import api
+    from lossbench import api  # here, not at the top: api imports torch, --help must not
 
     with guard():
         renames = api.migrate(results_dir, dry_run=dry_run)

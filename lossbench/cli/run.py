@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from lossbench import strategies as registry
+from lossbench.bundled import resolve_config
 from lossbench.cli.app import app, guard
 from lossbench.cli.data import ensure_data
 from lossbench.cli.display import (
@@ -50,6 +52,7 @@ from lossbench.cli.options import (
     parse_strategy_options,
 )
 from lossbench.cli.progress import ProgressBars, make_progress, stop_progress
+from lossbench.config import read_toml, resolve_strategy
 from lossbench.errors import ConfigError
 
 
@@ -95,7 +98,7 @@ def run(
     set_: SetOpt = None,
 ) -> None:
     """Train and compare strategies on the same data, initial weights and batch order."""
-    from lossbench import api
+    from lossbench import api  # here, not at the top: api imports torch, --help must not
 
     with guard():
         overrides = collect_overrides(
@@ -136,10 +139,6 @@ def strategy_options(ctx: typer.Context, strategies: list[str] | None,
                      config: Path | None) -> dict[str, Any]:
     """The strategy parameters given as options (`--alpha 0.3`), after loading the plugins
     that --strategy or the config file names (so that their parameters are options too)."""
-    from lossbench import strategies as registry
-    from lossbench.bundled import resolve_config
-    from lossbench.config import read_toml, resolve_strategy
-
     registry.expand([s for s in strategies or [] if s not in registry.GROUPS])
     if config is not None:
         resolve_strategy(read_toml(resolve_config(config)).get("strategy"))
@@ -248,7 +247,7 @@ def sweep_command(ctx: typer.Context, strategy: str, param: str, grid: str | Non
                   how: dict[str, Any]) -> None:
     """What `sweep` and `sweep-b` do: run api.sweep with progress, then its table. `options`
     are settings, `how` where and how the runs go (jobs, threads, restart, fuse, backend)."""
-    from lossbench import api
+    from lossbench import api  # here, not at the top: api imports torch, --help must not
 
     with guard():
         overrides = collect_overrides(options, pairs)

@@ -8,6 +8,7 @@ from typing import Any
 
 from lossbench.config.sections import RunConfig
 from lossbench.errors import ConfigError
+from lossbench.strategies import registry
 from lossbench.strategies.param import Param
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -111,8 +112,6 @@ def identity(settings: dict[str, Any]) -> dict[str, Any]:
     are left out, so adding a setting whose default keeps today's behaviour changes no
     identity; parameters the strategy does not declare (lossbench 0.1 wrote the
     reweighting's for every run) do not count either."""
-    from lossbench.strategies import registry
-
     defaults = flat(RunConfig())
     out = {k: v for k, v in settings.items()
            if k in defaults and k not in ("params", *RESOLVED_KEYS) and v != defaults[k]}

@@ -12,14 +12,13 @@ from lossbench.bundled import resolve_config
 from lossbench.config.keys import flat, setting_params, setting_paths, with_settings
 from lossbench.config.sections import RunConfig
 from lossbench.errors import ConfigError
+from lossbench.strategies import GROUPS, all_params, expand, owners
 from lossbench.strategies.param import Param
 
 
 def strategy_params() -> dict[str, Param]:
     """Every registered strategy parameter by name (the registry's, plugins loaded so far);
     a ConfigError when a plugin declares one named like a config setting."""
-    from lossbench.strategies import all_params, owners
-
     params = all_params()
     for name in sorted(set(params) & set(setting_params())):
         raise ConfigError(f"strategy '{owners(name)[0]}': parameter '{name}' clashes with the "
@@ -64,8 +63,6 @@ def validate(cfg: RunConfig, source: str = "") -> RunConfig:
     for key, value in flat(cfg).items():
         if key != "params":
             params[key].check(value, where)
-    from lossbench.strategies import expand
-
     expand([cfg.strategy.name])
     for key, value in cfg.strategy.params.items():
         coerce(key, value, source)
@@ -154,8 +151,6 @@ def resolve_strategy(strategy: Any) -> None:
     are left for `validate` to report."""
     if not isinstance(strategy, str):
         return
-    from lossbench.strategies import GROUPS, expand
-
     try:
         expand([name for name in strategy.split(",") if name not in GROUPS])
     except ConfigError:

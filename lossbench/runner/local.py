@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -26,12 +25,12 @@ from lossbench.events import Events
 from lossbench.results.folders import experiment_folder_name
 from lossbench.runner.execute import Comparison, RunOutcome, run_group, run_one
 from lossbench.runner.plan import plan_runs
+from lossbench.runner.ray_backend import run_ray
+from lossbench.runner.ray_options import RayOptions
 from lossbench.runner.workers import resolve_jobs, run_parallel, thread_share
 from lossbench.tasks import data_fingerprint
+from lossbench.training.fused import fusable_groups
 from lossbench.training.trainer import resolve_device
-
-if TYPE_CHECKING:
-    from lossbench.runner.ray_options import RayOptions
 
 __all__ = ["Comparison", "Events", "RunOutcome", "experiment_name", "make_folder",
            "remove_empty", "run_all", "run_comparison"]
@@ -97,8 +96,6 @@ def run_comparison(base: RunConfig, strategies: list[str], seeds: list[int],
 def on_ray(jobs: int | str | RayOptions) -> bool:
     """Whether `jobs` sends the runs to Ray (a `ray_backend.RayOptions`; Ray itself is
     imported only then)."""
-    from lossbench.runner.ray_options import RayOptions
-
     return isinstance(jobs, RayOptions)
 
 
@@ -118,8 +115,6 @@ def run_all(runs: list[RunConfig], comparison: Comparison, events: Events, *,
     another process holds once the others are done. Each run uses `thread_share(jobs,
     threads)` torch threads."""
     if on_ray(jobs):
-        from lossbench.runner.ray_backend import run_ray
-
         run_ray(runs, comparison, events, threads=thread_share(1, threads), restart=restart,
                 options=jobs)
         return
@@ -129,8 +124,6 @@ def run_all(runs: list[RunConfig], comparison: Comparison, events: Events, *,
         return
     torch.set_num_threads(thread_share(1, threads))
     if fuse:
-        from lossbench.training.fused import fusable_groups
-
         groups = fusable_groups(runs)
     else:
         groups = [[cfg] for cfg in runs]

@@ -13,18 +13,14 @@ import os
 import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from lossbench.config import RunConfig
 from lossbench.errors import ConfigError, Terminated, raise_terminated
 from lossbench.events import Events, QueueEvents, drain, forward_events
+from lossbench.runner.execute import Comparison, RunOutcome, run_one
 from lossbench.training.trainer import resolve_device
-
-if TYPE_CHECKING:
-    from lossbench.runner.execute import Comparison, RunOutcome
-
 
 DEFAULT_THREADS = 1
 """torch threads per run unless --threads says otherwise. One thread per run makes CPU
@@ -100,8 +96,6 @@ def run_in_worker(index: int, cfg: RunConfig, parent: Path, restart: bool
     known by its `index` in the parent's list). Interrupted, the worker marks its run
     interrupted and exits: the pool would otherwise hand it the next queued run and train on
     after the parent has stopped (concurrent.futures catches every exception of a call)."""
-    from lossbench.runner.execute import run_one
-
     global _worker_busy
     try:
         _worker_busy = True

@@ -16,54 +16,32 @@ last two share one pipeline). `build_task` adds `label_noise` to any of them.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from lossbench.config import TaskConfig
 from lossbench.seeds import run_seeds
+from lossbench.tasks.base import Split, Task
+from lossbench.tasks.download import ratings_file
+from lossbench.tasks.interactions import file_digest, make_interactions, split_settings
+from lossbench.tasks.movielens import make_movielens
+from lossbench.tasks.reader import open_layout
+from lossbench.tasks.synthetic import make_synthetic
 
-
-@dataclass(frozen=True)
-class Split:
-    """Histories and their targets (see the module docstring for the shapes)."""
-
-    inputs: Tensor
-    targets: Tensor
-
-    def __len__(self) -> int:
-        return int(self.inputs.shape[0])
-
-
-@dataclass(frozen=True)
-class Task:
-    """A generated or loaded data set, shared by every strategy of a paired comparison."""
-
-    name: str
-    n_items: int
-    train: Split
-    val: Split
-    test: Split
-    info: dict = field(default_factory=dict)
+__all__ = ["Split", "Task", "build_task", "data_fingerprint", "task_key", "with_label_noise"]
 
 
 def build_task(cfg: TaskConfig, seed: int) -> Task:
     """The task named by `cfg.name`, built from the data seed of the run seed `seed`, with
     `cfg.label_noise` applied to its training targets (`with_label_noise`)."""
     if cfg.name == "synthetic":
-        from lossbench.tasks.synthetic import make_synthetic
-
         task = make_synthetic(cfg.synthetic, seed)
     elif cfg.name == "movielens":
-        from lossbench.tasks.movielens import make_movielens
-
         task = make_movielens(cfg)
     else:
-        from lossbench.tasks.interactions import make_interactions
-
         task = make_interactions(cfg)
     return with_label_noise(task, cfg.label_noise, run_seeds(seed).data)
 
@@ -108,15 +86,9 @@ def data_fingerprint(cfg: TaskConfig) -> dict:
     DataError if the file cannot be read. The hash is computed once per process."""
     if cfg.name == "synthetic":
         return {}
-    from lossbench.tasks.interactions import file_digest, split_settings
-
     files = cfg.file
     if cfg.name == "movielens":
-        from lossbench.tasks.download import ratings_file
-
         return {"sha256": file_digest(ratings_file(files.dataset, files.data_dir))}
-    from lossbench.tasks.reader import open_layout
-
     path = open_layout(files.data, files.user_col, files.item_col, files.time_col,
                        files.rating_col).path
     return {"sha256": file_digest(path), "user_col": files.user_col,

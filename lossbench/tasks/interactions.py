@@ -47,7 +47,7 @@ import torch
 
 from lossbench.config import TaskConfig
 from lossbench.errors import DataError
-from lossbench.tasks import Split, Task
+from lossbench.tasks.base import Split, Task
 from lossbench.tasks.download import resolve_data_dir
 from lossbench.tasks.reader import Interactions, open_layout, read_interactions
 

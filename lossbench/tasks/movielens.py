@@ -55,7 +55,8 @@ import pyarrow as pa
 
 from lossbench.config import TaskConfig
 from lossbench.errors import DataError
-from lossbench.tasks import Task, interactions
+from lossbench.tasks import interactions
+from lossbench.tasks.base import Task
 from lossbench.tasks.download import DatasetSpec, dataset_spec, ratings_file
 from lossbench.tasks.interactions import (
     build_split,

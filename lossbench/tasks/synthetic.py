@@ -25,7 +25,7 @@ import torch
 
 from lossbench.config import SyntheticTask
 from lossbench.seeds import run_seeds
-from lossbench.tasks import Split, Task
+from lossbench.tasks.base import Split, Task
 
 
 def sample_world(rng: np.random.Generator, cfg: SyntheticTask) -> tuple[np.ndarray, np.ndarray]:
