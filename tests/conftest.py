@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-TINY = Path(__file__).with_name("tiny.toml")
+from helpers import TINY
 
 
 @pytest.fixture(autouse=True, scope="session")

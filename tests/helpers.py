@@ -15,6 +15,8 @@ import csv
 import math
 from pathlib import Path
 
+TINY = Path(__file__).with_name("tiny.toml")
+"""A configuration small enough for tests: a few seconds per command on one CPU core."""
 LOSS_RTOL = 1e-5
 """Relative tolerance on losses, θ and temperatures written on another machine: float32
 reductions in another order differ by ~1e-7 relative per operation, which a few epochs of
@@ -31,6 +33,17 @@ def metrics_rows(path: Path) -> list[dict[str, str]]:
     path = path / "metrics.csv" if path.is_dir() else path
     with open(path, newline="") as handle:
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+
+
+def run_folders(out: Path) -> list[Path]:
+    """The run folders of every experiment under `out` (`out/<experiment>/<run>`), sorted."""
+    return sorted(p for p in Path(out).glob("*/*") if p.is_dir())
+
+
+def only_run(out: Path) -> Path:
+    """The one run folder under `out`."""
+    (folder,) = run_folders(out)
+    return folder
 
 
 def close(column: str, got: str, want: str, n_examples: int) -> bool:

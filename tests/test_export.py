@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import TINY
 
 from lossbench import api
 from lossbench.cli import app
@@ -18,7 +19,6 @@ from lossbench.errors import ConfigError
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader:DeprecationWarning")
 NEED_MLFLOW = 'MLflow is not installed: pip install "lossbench[mlflow]"'
 NEED_TENSORBOARD = 'TensorBoard is not installed: pip install "lossbench[tensorboard]"'
-TINY = Path(__file__).with_name("tiny.toml")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -10,23 +9,13 @@ import threading
 import time
 from pathlib import Path
 
-from helpers import EventLog
+from helpers import EventLog, metrics_rows, only_run
 
 from lossbench import api
 from lossbench.cli.app import app
 from lossbench.runner.workers import worker_context
 
 LONG = ["--set", "epochs=10", "--set", "n_train_users=256", "--set", "batch_size=64"]
-
-
-def metrics_without_seconds(folder: Path) -> list[dict]:
-    with open(folder / "metrics.csv", newline="") as handle:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
-
-
-def only_run(out: Path) -> Path:
-    (folder,) = [p for p in out.glob("*/*") if p.is_dir()]
-    return folder
 
 
 def lossbench_main(argv: list[str], log: str) -> None:
@@ -79,7 +68,7 @@ def wait_for_epochs(out: Path, n: int, proc: Command, timeout: float = 60) -> No
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         folders = [p for p in out.glob("*/*") if (p / "checkpoint.pkl").exists()]
-        if folders and len(metrics_without_seconds(folders[0])) >= n:
+        if folders and len(metrics_rows(folders[0])) >= n:
             return
         time.sleep(0.05)
     raise AssertionError(f"the run did not reach {n} epochs in time (rc {proc.poll()})")
@@ -92,7 +81,7 @@ def test_killed_run_resumes_to_identical_metrics(runner, tiny, tmp_path):
     assert proc.wait() == -signal.SIGKILL
     folder = only_run(tmp_path / "killed")
     assert not (folder / "summary.json").exists()
-    done_before = len(metrics_without_seconds(folder))
+    done_before = len(metrics_rows(folder))
     assert 3 <= done_before < 10
     resumed = runner.invoke(app, ["run", "--config", str(tiny), "--strategy", "reweight-flood",
                                   "--b", "3.3", *LONG, "--out", str(tmp_path / "killed"),
@@ -101,9 +90,9 @@ def test_killed_run_resumes_to_identical_metrics(runner, tiny, tmp_path):
     straight = runner.invoke(app, ["run", "--config", str(tiny), "--strategy", "reweight-flood",
                                    "--b", "3.3", *LONG, "--out", str(tmp_path / "straight")])
     assert straight.exit_code == 0, straight.output
-    resumed_rows = metrics_without_seconds(folder)
+    resumed_rows = metrics_rows(folder)
     assert len(resumed_rows) == 10
-    assert resumed_rows == metrics_without_seconds(only_run(tmp_path / "straight"))
+    assert resumed_rows == metrics_rows(only_run(tmp_path / "straight"))
     assert not (folder / "checkpoint.pkl").exists()
     summary = json.loads((folder / "summary.json").read_text())
     straight_summary = json.loads((only_run(tmp_path / "straight") / "summary.json").read_text())
@@ -135,7 +124,7 @@ def test_same_command_twice_gives_identical_metrics(runner, tiny, tmp_path):
         assert result.exit_code == 0, result.output
     for folder in (tmp_path / "a").glob("*/*"):
         twin = tmp_path / "b" / folder.relative_to(tmp_path / "a")
-        assert metrics_without_seconds(folder) == metrics_without_seconds(twin)
+        assert metrics_rows(folder) == metrics_rows(twin)
 
 
 def test_divergence_is_recorded_and_the_comparison_goes_on(tiny, tmp_path):
@@ -165,7 +154,7 @@ def test_default_parallel_jobs_give_the_same_results_as_sequential(runner, tiny,
     assert len(folders) == 2
     for folder in folders:
         twin = tmp_path / "s" / folder.relative_to(tmp_path / "p")
-        assert metrics_without_seconds(folder) == metrics_without_seconds(twin)
+        assert metrics_rows(folder) == metrics_rows(twin)
 
 
 def test_parallel_workers_report_each_epoch_to_the_parent(tiny, tmp_path):
@@ -190,7 +179,7 @@ def test_two_processes_on_the_same_out_never_share_a_run(tiny, tmp_path):
     for folder in folders:
         summary = json.loads((folder / "summary.json").read_text())
         assert summary["status"] == "complete"
-        assert len(metrics_without_seconds(folder)) == 3
+        assert len(metrics_rows(folder)) == 3
 
 
 def live_forkserver_children() -> list[int]:
@@ -220,7 +209,7 @@ def test_sigterm_stops_parallel_workers_too(runner, tiny, tmp_path):
 
     def both_workers_training() -> bool:
         training = [p for p in out.glob("*/*") if (p / "checkpoint.pkl").exists()]
-        return len(training) == 2 and all(len(metrics_without_seconds(p)) >= 2
+        return len(training) == 2 and all(len(metrics_rows(p)) >= 2
                                           for p in training)
 
     returned = threading.Event()

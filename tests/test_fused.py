@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY
 
 from lossbench.config import flat, load_config
 from lossbench.errors import ConfigError
@@ -32,7 +33,6 @@ from lossbench.tasks import build_task
 from lossbench.training import fused
 from lossbench.training.fused import can_fuse, fusable_groups, fuse_blocker, train_fused
 
-TINY = Path(__file__).with_name("tiny.toml")
 DEVICE = os.environ.get("LOSSBENCH_FUSED_TEST_DEVICE", "cpu")
 TOL = 1e-5
 DROPOUT = 0.0 if DEVICE == "cuda" else 0.2  # dropout does not fuse on CUDA (fused.py)

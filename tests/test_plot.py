@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import TINY
 
 from lossbench import api
 from lossbench.errors import ConfigError
 from lossbench.results import plot, plot_sweep, report
 from lossbench.results.folders import write_json
 
-TINY = Path(__file__).with_name("tiny.toml")
 MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF-", "svg": b"<?xml"}
 SWEEP = {"select": "val_loss", "selected_b": 0.2, "grid": [0.0, 0.1, 0.2],
          "per_b": {"0": {"val": {"mean": 3.4, "lo": 3.3, "hi": 3.5},

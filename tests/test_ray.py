@@ -7,7 +7,6 @@ a reason when Ray is not installed; the others check what happens without it."""
 from __future__ import annotations
 
 import _thread
-import csv
 import json
 import os
 import signal
@@ -18,12 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import EventLog
+from helpers import EventLog, metrics_rows, run_folders
 
 from lossbench import api
 from lossbench.config import flat
 from lossbench.errors import ConfigError, DataError
-from lossbench.results.folders import run_dir_name
+from lossbench.results.folders import read_metrics, run_dir_name
 from lossbench.runner.local import experiment_name
 from lossbench.runner.ray_options import RayOptions
 
@@ -41,22 +40,12 @@ def ray_session():
     ray.shutdown()
 
 
-def metrics(folder: Path, seconds: bool = False) -> list[dict]:
-    with open(folder / "metrics.csv", newline="") as handle:
-        return [{k: v for k, v in row.items() if seconds or k != "seconds"}
-                for row in csv.DictReader(handle)]
-
-
 def summary(folder: Path) -> dict:
     return json.loads((folder / "summary.json").read_text())
 
 
 def without_time(s: dict) -> dict:
     return {k: v for k, v in s.items() if k != "wall_seconds"}
-
-
-def run_folders(out: Path) -> list[Path]:
-    return sorted(p for p in out.glob("*/*") if p.is_dir())
 
 
 def when_rows(out: Path, n: int, action: Callable[[Path], None], timeout: float = 120) -> list:
@@ -69,7 +58,7 @@ def when_rows(out: Path, n: int, action: Callable[[Path], None], timeout: float 
         while time.time() < deadline:
             for folder in out.glob("*/*"):
                 if (folder / "checkpoint.pkl").exists() and (folder / "metrics.csv").exists():
-                    if len(metrics(folder)) >= n:
+                    if len(metrics_rows(folder)) >= n:
                         try:
                             action(folder)
                             happened.append(folder)
@@ -125,7 +114,7 @@ def test_ray_gives_the_local_files_and_a_rerun_skips(ray_session, tiny, tmp_path
     for ours, theirs in zip(remote.runs, local.runs, strict=True):
         assert sorted(p.name for p in ours.dir.iterdir()) == [
             ".lock", "config.json", "metrics.csv", "summary.json"]
-        assert metrics(ours.dir) == metrics(theirs.dir)
+        assert metrics_rows(ours.dir) == metrics_rows(theirs.dir)
         assert without_time(summary(ours.dir)) == without_time(summary(theirs.dir))
         assert ours.summary == summary(ours.dir) and len(ours.rows) == 3
         assert not ours.skipped
@@ -149,12 +138,12 @@ def test_storage_elsewhere_is_copied_back_and_read_back(ray_session, tiny, tmp_p
     stored = store / run.dir.parent.name / run.dir.name
     assert sorted(p.name for p in stored.iterdir()) == ["config.json", "metrics.csv",
                                                          "summary.json"]
-    assert metrics(stored) == metrics(run.dir) and summary(stored) == summary(run.dir)
+    assert metrics_rows(stored) == metrics_rows(run.dir) and summary(stored) == summary(run.dir)
     # another machine's results folder, same storage: the task finds the run complete there
     second = api.run(**kwargs, out=tmp_path / "b")
     (copy,) = second.runs
     assert copy.skipped and summary(copy.dir) == summary(run.dir)
-    assert metrics(copy.dir, seconds=True) == metrics(run.dir, seconds=True)
+    assert read_metrics(copy.dir / "metrics.csv") == read_metrics(run.dir / "metrics.csv")
 
 
 def test_killed_worker_is_retried_and_resumes_to_identical_metrics(ray_session, tiny,
@@ -163,7 +152,7 @@ def test_killed_worker_is_retried_and_resumes_to_identical_metrics(ray_session, 
     seen: dict[str, list] = {}
 
     def kill(folder: Path) -> None:
-        seen["rows"] = metrics(folder, seconds=True)
+        seen["rows"] = read_metrics(folder / "metrics.csv")
         (pid,) = our_task_workers()
         os.kill(pid, signal.SIGKILL)
 
@@ -171,12 +160,12 @@ def test_killed_worker_is_retried_and_resumes_to_identical_metrics(ray_session, 
     (run,) = api.run(**kwargs, out=tmp_path / "ray", backend="ray").runs
     assert happened == [run.dir], happened
     assert 3 <= len(seen["rows"]) < 30
-    rows = metrics(run.dir, seconds=True)
+    rows = read_metrics(run.dir / "metrics.csv")
     assert rows[:len(seen["rows"])] == seen["rows"]  # same seconds too: resumed, not redone
     assert summary(run.dir)["status"] == "complete" and len(rows) == 30
     assert not (run.dir / "checkpoint.pkl").exists()
     (straight,) = api.run(**kwargs, out=tmp_path / "local").runs
-    assert metrics(run.dir) == metrics(straight.dir)
+    assert metrics_rows(run.dir) == metrics_rows(straight.dir)
     assert without_time(summary(run.dir)) == without_time(summary(straight.dir))
 
 
@@ -201,14 +190,14 @@ def test_ctrl_c_cancels_the_tasks_and_marks_runs_in_flight_interrupted(ray_sessi
     # two tasks ran (one maybe before its first epoch), the third was cancelled in the queue
     assert interrupted and not_begun and len(interrupted) + len(not_begun) == 3
     for folder in interrupted:
-        epochs = len(metrics(folder))
+        epochs = len(metrics_rows(folder))
         assert summary(folder) == {"strategy": "plain", "b": 0.0, "seed": summary(folder)["seed"],
                                    "status": "interrupted", "epochs_run": epochs}
         assert (folder / "checkpoint.pkl").exists() and 1 <= epochs < 30
-    assert max(len(metrics(folder)) for folder in interrupted) >= 2
+    assert max(len(metrics_rows(folder)) for folder in interrupted) >= 2
     resumed = api.run(**kwargs)
     assert [r.summary["status"] for r in resumed.runs] == ["complete"] * 3
-    assert all(len(metrics(r.dir)) == 30 for r in resumed.runs)
+    assert all(len(metrics_rows(r.dir)) == 30 for r in resumed.runs)
 
 
 def test_an_error_in_a_task_is_one_line_naming_the_results_folder(ray_session, tiny,

@@ -16,7 +16,8 @@ from lossbench.errors import DataError
 from lossbench.results import report
 from lossbench.results import tables as report_tables
 from lossbench.results.folders import read_json, read_metrics, write_json
-from lossbench.results.report import Run, holm, mean_ci, paired_test
+from lossbench.results.report import Run
+from lossbench.results.stats import curve_band, holm, mean_ci, paired_test
 
 # --- statistics by hand ----------------------------------------------------------------
 
@@ -71,7 +72,7 @@ def test_holm_hand_example():
 
 
 def test_curve_band_pads_shorter_curves():
-    band = report.curve_band([np.array([1.0, 2.0, 3.0]), np.array([3.0, 4.0])])
+    band = curve_band([np.array([1.0, 2.0, 3.0]), np.array([3.0, 4.0])])
     assert band["epoch"].tolist() == [1, 2, 3]
     assert band["mean"].tolist() == [2.0, 3.0, 3.0]
     assert band["n"].tolist() == [2, 2, 1]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import task_of
+from helpers import metrics_rows, run_folders, task_of
 
 from lossbench import api
 from lossbench.cli.app import app
@@ -23,10 +23,6 @@ from lossbench.training.trainer import epoch_lr, init_model, warmup_factor
 SUMMARY_KEYS = {"status", "best_epoch", "test_loss", "test_acc", "test_hr10", "test_ndcg10",
                 "final_val_loss", "final_train_loss", "wall_seconds"}
 CONFIG_KEYS = {"strategy", "b", "params", "seed", "task", "seeds", "versions", "device_used"}
-
-
-def run_folders(out: Path) -> list[Path]:
-    return sorted(p for p in out.glob("*/*") if p.is_dir())
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -147,11 +143,10 @@ def test_flood_with_b_zero_reproduces_plain_exactly(tiny, tmp_path):
     the two runs must match. Any unpaired randomness would break this."""
     comparison = api.run(strategy=["plain", "flood", "reweight", "reweight-flood"],
                          config=tiny, b=0.0, b_reweight=-1.0, out=tmp_path)
-    metrics = {r.cfg.strategy.name: read_csv(r.dir / "metrics.csv") for r in comparison.runs}
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
-    assert strip(metrics["plain"]) == strip(metrics["flood"])
-    assert strip(metrics["reweight"]) == strip(metrics["reweight-flood"])
-    assert strip(metrics["plain"]) != strip(metrics["reweight"])
+    metrics = {r.cfg.strategy.name: metrics_rows(r.dir) for r in comparison.runs}
+    assert metrics["plain"] == metrics["flood"]
+    assert metrics["reweight"] == metrics["reweight-flood"]
+    assert metrics["plain"] != metrics["reweight"]
 
 
 def test_aux_none_gives_zero_aux_loss(runner, tiny, tmp_path):

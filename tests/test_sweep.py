@@ -12,7 +12,7 @@ import pytest
 from lossbench import api
 from lossbench.cli.app import app
 from lossbench.events import Events
-from lossbench.runner.sweep import parse_grid, select_b
+from lossbench.runner.sweep import parse_grid, select_value
 
 
 def stats(val: float, test: float) -> dict:
@@ -21,14 +21,14 @@ def stats(val: float, test: float) -> dict:
 
 def test_selection_uses_validation_even_when_test_disagrees():
     per_b = {0.0: stats(3.0, 2.0), 0.5: stats(2.5, 2.9), 1.0: stats(2.7, 1.0)}
-    chosen, why = select_b(per_b, "val_loss")
+    chosen, why = select_value(per_b, "val_loss")
     assert chosen == 0.5  # test would have picked b = 1.0
     assert "validation only" in why
-    assert select_b({0.0: stats(0.2, 0.9), 0.3: stats(0.1, 0.95)}, "val_acc")[0] == 0.0
+    assert select_value({0.0: stats(0.2, 0.9), 0.3: stats(0.1, 0.95)}, "val_acc")[0] == 0.0
 
 
 def test_ties_go_to_the_smaller_b():
-    assert select_b({0.0: stats(2.0, 1.0), 0.4: stats(2.0, 0.5)}, "val_loss")[0] == 0.0
+    assert select_value({0.0: stats(2.0, 1.0), 0.4: stats(2.0, 0.5)}, "val_loss")[0] == 0.0
 
 
 def test_grids_parse():

@@ -1,6 +1,6 @@
 """Figures of a results folder. Draws only what `report` returns: the groups and puzzle
 spans of `report.summarize`, the per-epoch rows of `report.load_runs`, bands from
-`report.curve_band`, and `sweep.json` via `report.load_sweep` (drawn by plot_sweep.py).
+`stats.curve_band`, and `sweep.json` via `report.load_sweep` (drawn by plot_sweep.py).
 Computes no statistic itself; it only compares runs for equality, to name a group that is
 identical to another in the legend (`identical_groups`).
 
@@ -32,7 +32,8 @@ from matplotlib.ticker import LogFormatter, MaxNLocator
 from lossbench.errors import ConfigError
 from lossbench.results.folders import COLUMNS
 from lossbench.results.plot_sweep import BAND_ALPHA, sweep_figure
-from lossbench.results.report import Run, curve_band, load_sweep
+from lossbench.results.report import Run, load_sweep
+from lossbench.results.stats import curve_band
 from lossbench.results.tables import describe_settings
 
 FORMATS = ("png", "svg", "pdf")

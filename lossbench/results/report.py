@@ -34,7 +34,7 @@ from lossbench.results.runs import (  # noqa: F401  (report.load_runs etc. stay 
     load_runs,
     load_sweep,
 )
-from lossbench.results.stats import WILCOXON_MIN_N, curve_band, holm, mean_ci, paired_test  # noqa: F401
+from lossbench.results.stats import WILCOXON_MIN_N, holm, mean_ci, paired_test
 
 METRICS = ("val_loss", "final_val_loss", "val_acc", "val_hr10", "val_ndcg10",
            "test_loss", "test_acc", "test_hr10", "test_ndcg10")

@@ -134,7 +134,6 @@ def select_value(per_value: dict[float, dict], select: str, param: str = "b"
                     f"validation only, ties to the smaller {param}")
 
 
-select_b = select_value  # the flood-level sweep's name for it
 
 
 def value_of(cfg: RunConfig, param: str) -> float:
