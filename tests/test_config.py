@@ -4,14 +4,18 @@ experiments`, and the one-line message for an unknown setting."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from lossbench.bundled import bundled_experiments, description
 from lossbench.cli.app import app
-from lossbench.config import load_config
+from lossbench.config import flat, load_config, with_settings
+from lossbench.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
@@ -140,3 +144,36 @@ def test_an_unknown_key_in_a_config_file_suggests_too(runner, tmp_path):
     result = runner.invoke(app, ["run", "--config", str(bad), "--out", str(tmp_path)])
     one_error_line(result, f"unknown setting 'batch_sise' in {bad}; did you mean "
                            "'batch_size' or 'eval_batch_size'?")
+
+
+# --- the configuration in sections ----------------------------------------------------
+
+
+def test_a_toml_table_may_name_its_section(tmp_path):
+    """`[model] dropout = 0.4` sets what the flat key does; a key in another section's
+    table, or an unknown table, is one line naming where it belongs."""
+    flat_file, tables = tmp_path / "flat.toml", tmp_path / "tables.toml"
+    flat_file.write_text('dropout = 0.4\nlr = 0.1\nn_items = 40\nalpha = 0.3\n')
+    tables.write_text('[model]\ndropout = 0.4\n[optim]\nlr = 0.1\n[task.synthetic]\n'
+                      'n_items = 40\n[strategy]\nalpha = 0.3\n')
+    by_table = load_config(tables)
+    assert by_table == load_config(flat_file)
+    assert (by_table.model.dropout, by_table.optim.lr, by_table.task.synthetic.n_items,
+            by_table.strategy.params) == (0.4, 0.1, 40, {"alpha": 0.3})
+    for text, message in (("[optim]\ndropout = 0.4\n", "'dropout' is not a setting of "
+                           "[optim]; it belongs to [model]"),
+                          ("[models]\ndropout = 0.4\n", "unknown table [models]")):
+        wrong = tmp_path / "wrong.toml"
+        wrong.write_text(text)
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config(wrong)
+
+
+def test_each_part_takes_its_own_section(tiny):
+    """The sections a user's settings land in, and the flat keys that read them back."""
+    cfg = load_config(tiny, {"hidden": 8, "lr": 0.2, "epochs": 2, "b": 1.5, "aux": "none"})
+    assert (cfg.model.hidden, cfg.optim.lr, cfg.train.epochs, cfg.strategy.b,
+            cfg.losses.aux) == (8, 0.2, 2, 1.5, "none")
+    values = flat(cfg)
+    assert (values["hidden"], values["lr"], values["epochs"], values["b"]) == (8, 0.2, 2, 1.5)
+    assert with_settings(cfg, {"hidden": 16}).model.hidden == 16
