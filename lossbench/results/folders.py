@@ -26,16 +26,40 @@ from typing import Any
 from lossbench.config import identity, setting_params, strategy_params
 from lossbench.errors import DataError
 
-COLUMNS = ("epoch", "train_loss", "train_objective", "train_main_loss", "train_aux_loss",
-           "theta", "flood_frac", "val_loss", "val_acc", "val_hr10", "val_ndcg10", "val_mrr10",
-           "aux_tau", "seconds")
-"""metrics.csv's first columns, in every run. train_* are epoch means over training steps:
-train_loss is the weighted total before batch flooding, train_objective what was minimised,
-train_main_loss / train_aux_loss the raw losses; theta is θ at the end of the epoch (1 without
-reweighting); flood_frac the fraction of steps whose total was below b (example flooding: of
-L_main's examples); val_loss the main cross-entropy on validation; seconds the epoch's wall
-time. A strategy's own state (its `logs`: weights, log-variances, cosines) follows in extra
-columns, in the order the strategy declares them."""
+COLUMN_MEANINGS = {
+    "epoch": "the epoch, 1-based",
+    "train_loss": "epoch mean of the weighted total before batch flooding",
+    "train_objective": "epoch mean of what was minimised (the flooded total when flooding)",
+    "train_main_loss": "epoch mean of L_main, the next-item cross-entropy",
+    "train_aux_loss": "epoch mean of L_aux, the auxiliary (contrastive) loss",
+    "theta": "θ of the reweighting at the end of the epoch (1 for every other strategy)",
+    "flood_frac": "fraction of the epoch's steps whose total was below b (example flooding: "
+                  "of L_main's examples); 0 without flooding",
+    "val_loss": "L_main's cross-entropy on the validation split",
+    "val_acc": "validation accuracy (the target ranked first)",
+    "val_hr10": "validation hit rate at 10",
+    "val_ndcg10": "validation NDCG at 10",
+    "val_mrr10": "validation mean reciprocal rank at 10",
+    "aux_tau": "the temperature of L_aux's curriculum in this epoch (0 without L_aux)",
+    "seconds": "the epoch's wall time (a fused group's time per run)",
+}
+"""metrics.csv's first columns, in every run, and what each holds. A strategy's own state
+(its `logs`: weights, log-variances, cosines) follows in extra columns, in the order the
+strategy declares them."""
+COLUMNS = tuple(COLUMN_MEANINGS)
+"""metrics.csv's first columns, in order."""
+RUN_FOLDER_FILES = {
+    "config.json": "every setting (flat keys), the derived seeds, the task's facts, the data's "
+                   "fingerprint, versions and the device used; written first",
+    "metrics.csv": "one row per epoch (columns below); rewritten atomically every epoch",
+    "summary.json": "status (complete, diverged, interrupted), best epoch, the validation "
+                    "metrics there and the test metrics at it, flooding's account, the last "
+                    "epoch's figures, wall time; written last",
+    "checkpoint.pkl": "the state after the last finished epoch, while the run is unfinished "
+                      "(removed when it ends)",
+    ".lock": "held by the process that works on the run",
+}
+"""The files of a run folder and what each holds."""
 
 
 def config_hash(settings: dict[str, Any], length: int = 8) -> str:

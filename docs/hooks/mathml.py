@@ -1,0 +1,28 @@
+"""An MkDocs hook: formulas written in LaTeX between `$...$` (inline) or `$$...$$` (a block)
+become MathML when the site is built (latex2mathml), which browsers render natively, so
+the site shows its formulas offline, with no script. Code spans and fenced code blocks are
+left alone; a `$` that is not a formula is written `\\$`."""
+
+from __future__ import annotations
+
+import re
+
+from latex2mathml.converter import convert
+
+FENCE = re.compile(r"(^```.*?^```$|`[^`\n]+`)", re.M | re.S)
+BLOCK = re.compile(r"\$\$(.+?)\$\$", re.S)
+INLINE = re.compile(r"(?<![\\$])\$(?!\s)([^$\n]+?)(?<!\s)\$(?!\$)")
+
+
+def to_mathml(markdown: str) -> str:
+    """`markdown` with every formula outside code as MathML (a block: display="block")."""
+    parts = FENCE.split(markdown)
+    for i in range(0, len(parts), 2):  # the even parts are outside code
+        text = BLOCK.sub(lambda m: convert(m.group(1).strip(), display="block"), parts[i])
+        text = INLINE.sub(lambda m: convert(m.group(1)), text)
+        parts[i] = text.replace("\\$", "$")
+    return "".join(parts)
+
+
+def on_page_markdown(markdown: str, **_: object) -> str:
+    return to_mathml(markdown)
