@@ -338,7 +338,7 @@ def test_write_report_and_tables(experiment, tmp_path):
     md = paths[1].read_text()
     assert "| plain | 3 |" in md and "paired differences" in md
     tables = report_tables.render_tables(loaded)  # works on report.json read back, too
-    assert tables[0].row_count == 4 and tables[2].row_count == 3 * len(report.METRICS)
+    assert tables[0].row_count == 4 and tables[3].row_count == 3 * len(report.METRICS)
 
 
 def test_reweight_flood_sweep_pairs_with_reweight_without_plain():
@@ -350,7 +350,7 @@ def test_reweight_flood_sweep_pairs_with_reweight_without_plain():
     assert pair["metrics"]["val_loss"]["diffs"] == pytest.approx([0.1, 0.1])
 
 
-# --- issue 13: the noise rule and the seed's puzzle, on constructed curves ----------------
+# --- the noise rule and the puzzle, on constructed curves --------------------------------
 
 
 def test_noise_std_is_the_spread_around_the_centred_mean():
@@ -405,7 +405,7 @@ def test_the_seeds_puzzle_is_found_and_flooding_credited_only_when_it_removes_it
     assert found["flood b=0.5"]["baseline"] == "plain"
     assert found["reweight-flood b=0.5"]["verdict"] == "not removed"
     md = report_tables.to_markdown(summary)
-    assert "the seed's puzzle" in md and "| plain | 0 | 7 | 7-13 |" in md
+    assert "puzzle: epochs where" in md and "| plain | 0 | 7 | 7-13 |" in md
 
 
 def test_plot_shades_the_puzzle_epochs():
@@ -434,3 +434,28 @@ def test_the_title_names_a_learning_rate_schedule_and_warm_up_only_when_there_ar
         "ml-100k · sasrec · aux none · 30 epochs · adam lr 0.002 · cosine schedule · 3 seeds"
     assert report_tables.describe_settings({**shared, "lr_warmup": 2, "lr_schedule": "constant"}) \
         == "ml-100k · sasrec · aux none · 30 epochs · adam lr 0.002 · 2-epoch warm-up · 3 seeds"
+
+
+def test_report_prints_one_compact_table_that_fits_100_columns(runner, tiny_experiment,
+                                                               tmp_path):
+    """By default `lossbench report` leads with one table a terminal of 100 columns holds
+    (per group: n, the selection metric, the paired test differences with Holm p), then the
+    double descent by group; `--full` prints every metric as report.md keeps them."""
+    from rich.console import Console
+
+    from lossbench.cli import app
+
+    folder = shutil.copytree(tiny_experiment, tmp_path / "copy")
+    summary = report.summarize(report.load_runs(folder))
+    compact = report_tables.render_tables(summary, full=False)
+    assert Console(width=200).measure(compact[0]).maximum <= 100
+    assert [c.header for c in compact[0].columns] == [
+        "group", "n", "val_loss", "Δ test_loss", "p", "Δ test_ndcg10", "p"]
+    assert compact[0].row_count == len(summary["groups"])
+    assert len(compact) < len(report_tables.render_tables(summary, full=True))
+    short = runner.invoke(app, ["report", str(folder)], terminal_width=100)
+    full = runner.invoke(app, ["report", str(folder), "--full"], terminal_width=100)
+    assert short.exit_code == full.exit_code == 0
+    assert "paired differences (group - baseline" not in short.stdout
+    assert "paired differences (group - baseline" in full.stdout
+    assert "summary: val_loss at the best epoch" in (folder / "report.md").read_text()

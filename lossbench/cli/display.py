@@ -56,8 +56,9 @@ def print_flood_advice(comparison) -> None:
 
 
 def print_group_tables(results_dir: Path) -> None:
-    """The per-strategy validation and test tables of `report` (skipped when no run of the
-    folder finished, e.g. all diverged: `lossbench report` says why)."""
+    """The compact table of `report` (per strategy: the selection metric and the paired
+    differences of the test metrics); skipped when no run of the folder finished, e.g. all
+    diverged: `lossbench report` says why."""
     from lossbench.results import report  # numpy: only once there are results
     from lossbench.results import tables as report_tables
 
@@ -65,8 +66,7 @@ def print_group_tables(results_dir: Path) -> None:
         summary = report.summarize(report.load_runs(results_dir))
     except LossbenchError:
         return
-    for table in report_tables.render_tables(summary)[:2]:
-        console.print(table)
+    console.print(report_tables.render_tables(summary, full=False)[0])
 
 
 def sweep_table(result: dict) -> Table:

@@ -49,6 +49,9 @@ def report_command(
     recover: Annotated[float, typer.Option(
         metavar="FRACTION",
         help="Fraction of the rise the second descent must win back.")] = 0.3,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Print every table (every metric of every group, every paired "
+        "difference), as report.md has them.")] = False,
 ) -> None:
     """Statistics over seeds: mean +- 95 % CI, paired tests against plain, double descent."""
     from lossbench import api  # here, not at the top: api imports torch, --help must not
@@ -57,7 +60,7 @@ def report_command(
     with guard():
         summary, paths = api.report(chosen_folder(results_dir, out), window=window, rise=rise,
                                     recover=recover)
-        for table in report_tables.render_tables(summary):
+        for table in report_tables.render_tables(summary, full=full):
             console.print(table)
         for path in paths:
             console.print(f"wrote {path}")

@@ -29,11 +29,68 @@ def num(value: Any, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def table_specs(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, rows of strings) for every table of the report; empty ones left out.
-    Shared by render_tables (rich) and write_report (markdown)."""
+Spec = tuple[str, list[str], list[list[str]]]
+"""A table: (title, header, rows of strings)."""
+COMPACT_TITLES = ("puzzle", "diverged", "incomplete", "notes")
+"""The tables `lossbench report` prints without --full after the compact one and the
+double descent by group (each begins its title with one of these words)."""
+
+
+def compact_spec(summary: dict) -> Spec:
+    """One row per group, to fit 100 columns: n seeds, the selection metric (`best_by`) at the
+    best epoch (mean ± CI half-width), and the paired differences against the group's
+    baseline (same seed) of test_loss and test_ndcg10 with their Holm-corrected t-test p."""
+    best_by = summary["settings"].get("best_by", "val_loss")
     ci = f"{round(100 * summary['options']['confidence'])}%"
-    specs = []
+    paired = {e["label"]: e for e in summary["paired"]}
+    rows = []
+    for g in summary["groups"]:
+        stat = g["stats"].get(best_by)
+        row = [g["label"], str(len(g["seeds"])),
+               f"{num(stat['mean'], '.3f')} ± {num(half(stat), '.3f')}" if stat else "-"]
+        for metric in ("test_loss", "test_ndcg10"):
+            d = paired.get(g["label"], {}).get("metrics", {}).get(metric)
+            row += ([f"{num(d['mean'], '+.3f')} ± {num(half(d), '.3f')}",
+                     num(d["t_p_holm"], ".2g")] if d else ["-", "-"])
+        rows.append(row)
+    baselines = sorted({e["baseline"] for e in summary["paired"]})
+    return (f"summary: {best_by} at the best epoch and paired differences against "
+            f"{', '.join(baselines) or 'the baseline'} (mean ± {ci} CI half-width; p: t-test, "
+            "Holm across groups)",
+            ["group", "n", best_by, "Δ test_loss", "p", "Δ test_ndcg10", "p"], rows)
+
+
+def median_of(rows: list[dict], key: str) -> float | None:
+    """The median of `key` over the rows that have it (the upper one of an even count);
+    None when none has it."""
+    values = sorted(d[key] for d in rows if d.get(key) is not None)
+    return values[len(values) // 2] if values else None
+
+
+def double_descent_by_group(summary: dict) -> Spec:
+    """The double descent per flooded group, to fit 100 columns: in how many seeds it was
+    found and clear, and the medians of rise/noise and of the share of the rise won back."""
+    o, rows = summary["options"], []
+    labels = list(dict.fromkeys(d["label"] for d in summary["double_descent"]))
+    for label in labels:
+        seeds = [d for d in summary["double_descent"] if d["label"] == label]
+        n = len(seeds)
+        rows.append([label, f"{sum(d['found'] for d in seeds)}/{n}",
+                     f"{sum(bool(d.get('clear')) for d in seeds)}/{n}",
+                     num(median_of(seeds, "rise_over_noise"), ".1f"),
+                     num(median_of(seeds, "recovered"), ".2f"),
+                     num(sum(d["frac_below_b"] for d in seeds) / n, ".3f")])
+    return (f"double descent of val_loss by group (moving average {o['window']} epochs; clear: "
+            f"rise >= {NOISE_RULE:g} x noise; --full: per seed)",
+            ["group", "found", "clear", "rise/noise", "won back", "frac below b"], rows)
+
+
+def table_specs(summary: dict) -> list[Spec]:
+    """(title, header, rows of strings) for every table of the report, the compact one
+    first; empty ones left out. Shared by render_tables (rich) and write_report
+    (markdown)."""
+    ci = f"{round(100 * summary['options']['confidence'])}%"
+    specs = [compact_spec(summary)]
     for part in ("val", "test"):
         ms = [m for m in summary["metrics"] if m.startswith(part) or
               (part == "val" and m == "final_val_loss")]
@@ -68,8 +125,8 @@ def table_specs(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
              ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in d["spans"]) or "-",
              d["baseline"] or "-", num(d["baseline_n_epochs"], "d"), d["verdict"] or "-"]
             for d in summary.get("overconfidence", [])]
-    specs.append((f"the seed's puzzle: epochs where the {o['window']}-epoch mean validation "
-                  "loss rises while validation accuracy and NDCG@10 rise too",
+    specs.append((f"puzzle: epochs where the {o['window']}-epoch mean validation loss rises "
+                  "while validation accuracy and NDCG@10 rise too",
                   ["group", "seed", "epochs", "where", "paired with", "its epochs",
                    "flooding"], rows))
     specs.append(("diverged runs (excluded from the statistics)",
@@ -82,10 +139,16 @@ def table_specs(summary: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     return [s for s in specs if s[2]]
 
 
-def render_tables(summary: dict) -> list[Table]:
-    """The report as rich tables, for the CLI to print (this module prints nothing)."""
+def render_tables(summary: dict, full: bool = True) -> list[Table]:
+    """The report as rich tables, for the CLI to print (this module prints nothing): every
+    table, or with `full=False` the compact one and the COMPACT_TITLES ones."""
     tables = []
-    for title, header, rows in table_specs(summary):
+    specs = table_specs(summary)
+    if not full:
+        by_group = double_descent_by_group(summary)
+        specs = [specs[0], *([by_group] if by_group[2] else []),
+                 *(s for s in specs[1:] if s[0].startswith(COMPACT_TITLES))]
+    for title, header, rows in specs:
         table = Table(title=title)
         for i, column in enumerate(header):
             table.add_column(column, justify="left" if i == 0 or column in
