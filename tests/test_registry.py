@@ -1,5 +1,5 @@
 """The strategy registry as a user meets it: every strategy from the CLI, a plugin of their
-own (the README's, run as written), old results folders, and lossbench 0.1's numbers."""
+own (the guide's, run as written), old results folders, and lossbench 0.1's numbers."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from lossbench.cli.app import app
 from lossbench.events import Events
 
 OLD = Path(__file__).with_name("data") / "results-0.1"
-README = Path(__file__).parents[1] / "README.md"
+GUIDE = Path(__file__).parents[1] / "docs" / "how-to" / "own-strategy.md"
 
 
 def test_the_seed_four_reproduce_lossbench_0_1(tiny, tmp_path):
@@ -235,11 +235,11 @@ def test_sweep_of_a_strategy_parameter_selects_on_validation(runner, tiny, tmp_p
 
 
 def readme_plugin() -> str:
-    """The plugin as the README shows it (the python block under 'Your own strategy')."""
-    text = README.read_text()
-    section = text[text.index("## Your own strategy"):]
-    start = section.index("```python\n") + len("```python\n")
-    return section[start:section.index("```", start)]
+    """The plugin as the guide shows it (the first python block of docs/how-to/
+    own-strategy.md), run as written."""
+    text = GUIDE.read_text()
+    start = text.index("```python\n") + len("```python\n")
+    return text[start:text.index("```", start)]
 
 
 def test_the_readme_plugin_runs_reports_and_plots(runner, tiny, tmp_path, monkeypatch):

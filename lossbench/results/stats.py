@@ -17,8 +17,8 @@ import numpy as np
 
 
 def _scipy_stats():
-    """scipy.stats, imported on first use: it costs ~1 s, and every CLI start (and every
-    worker process) would pay it even when no summary is printed."""
+    """scipy.stats, imported on first use: its import is slow, and every CLI start (and
+    every worker process) would pay it even when no summary is printed."""
     from scipy import stats
 
     return stats

@@ -112,8 +112,8 @@ def run_in_worker(index: int, cfg: RunConfig, parent: Path, restart: bool
 
 def worker_context() -> multiprocessing.context.BaseContext:
     """Where worker processes come from. With forkserver (Linux, macOS) a server process
-    imports lossbench and torch once (~5 s, torch._dynamo included: torch.optim imports it on
-    first use) and every worker forks from it in milliseconds; the server lives as long as
+    imports lossbench and torch once (torch._dynamo included: torch.optim imports it on
+    first use) and every worker forks from it at once; the server lives as long as
     this Python process, so later commands of the same session reuse it. Where there is no
     forkserver (Windows) workers are spawned and each pays the imports. Either way a worker
     starts from a clean interpreter that has run no torch op: no inherited threads or CUDA."""

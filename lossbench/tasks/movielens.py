@@ -40,7 +40,7 @@ no k-core filter.
    window's start (as in SASRec's own training), and at most max_len items long; with S <
    max_len every target past the user's first max_len items sees at least max_len - S.
 
-Unlike an interactions file, the split is not cached: it takes 0.1 s on ml-100k, and the data
+Unlike an interactions file, the split is not cached: it is quick to build, and the data
 folder may be shared and read-only.
 """
 

@@ -25,17 +25,10 @@ Reading (`open_layout`, then `read_interactions`):
   column, a field that is empty or not a number or date, a row with the wrong number of
   fields) raises DataError, one line naming the file and, where it applies, the line.
 
-Parser: pyarrow.csv, chosen on speed and memory measured by benchmarks/bench_interactions.py
-(10 M rows, a 220 MiB CSV, 1 M users, 100 k items, integer ids and timestamps; 2 CPU cores
-shared with other work, load average 3.4): reading plus first-appearance codes of both id
-columns took 2.2 + 1.2 = 3.4 s at 0.97 GiB peak with pyarrow; 4.6 + 2.1 = 6.7 s at 1.36 GiB
-with pandas 3.1 (engine "pyarrow", then `factorize(sort=False)`); 1.7 + 9.6 = 11.4 s at
-0.70 GiB with polars 2.1, which reads fastest and smallest but has no first-appearance
-encoding (`is_first_distinct().cum_sum()`, then `first().over(id)`). pyarrow's
-`dictionary_encode` numbers values in order of first appearance, which is the id rule, and
-pyarrow reads Parquet too. The whole first build of that file: 14 s at 1.65 GiB peak with the
-machine quieter (hash 0.2 s, read 3.2, sort 2.8, leave-one-out 2.4, cache write 2.7), 21-24 s
-under load 3.4-7; a cached load 0.5-0.7 s.
+Parser: pyarrow.csv, chosen on speed and memory against pandas and polars by
+benchmarks/bench_interactions.py (the figures are on the results pages: performance).
+pyarrow's `dictionary_encode` numbers values in order of first appearance, which is the id
+rule, and pyarrow reads Parquet too.
 """
 
 
