@@ -118,6 +118,9 @@ StrategyOpt = Annotated[list[str] | None, typer.Option(
     "plugin module:Class; repeatable.")]
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", "-c", metavar="FILE|NAME", help="TOML file of settings (see experiments/).")]
+BExampleOpt = Annotated[float | None, typer.Option(
+    metavar="B", help="Flood level of example flooding (X-iflood), on one L_main example's "
+    "scale; negative = --b.")]
 SeedOpt = Annotated[int | None, typer.Option(min=0, metavar="N", help="First seed.")]
 TaskOpt = Annotated[str | None, typer.Option(
     metavar="NAME", help="synthetic (default), movielens or interactions (your own file, --data).")]

@@ -23,6 +23,7 @@ from lossbench.cli.options import (
     STRATEGY_OPTIONS,
     AddressOpt,
     BackendOpt,
+    BExampleOpt,
     ConfigOpt,
     DataDirOpt,
     DataFileOpt,
@@ -64,6 +65,7 @@ def run(
     config: ConfigOpt = None,
     b: Annotated[float | None, typer.Option(
         metavar="B", help="Flood level b >= 0 (flooded strategies).")] = None,
+    b_example: BExampleOpt = None,
     seeds: Annotated[int, typer.Option(
         min=1, metavar="N", help="Number of seeds: seed, seed+1, ...")] = 1,
     seed: SeedOpt = None,
@@ -102,7 +104,7 @@ def run(
 
     with guard():
         overrides = collect_overrides(
-            {"b": b, "task": task, "dataset": dataset, "model": model, "aux": aux,
+            {"b": b, "b_example": b_example, "task": task, "dataset": dataset, "model": model, "aux": aux,
              "epochs": epochs, "device": device, "data_dir": data_dir, "data": data,
              "user_col": user_col, "item_col": item_col, "time_col": time_col,
              "rating_col": rating_col, "min_rating": min_rating, "k_core": k_core,

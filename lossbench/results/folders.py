@@ -74,9 +74,14 @@ def run_dir_name(settings: dict[str, Any]) -> str:
     differ from their defaults), so a new setting with a neutral default renames nothing. A
     plugin's `module:Class` becomes `module.Class` (only letters, digits, `.`, `_`, `-`)."""
     settings = with_params_nested(settings)
-    strategy = re.sub(r"[^A-Za-z0-9._-]", ".", settings["strategy"])
-    return (f"{settings['task']}__{strategy}__b{float(settings['b']):g}"
+    return (f"{settings['task']}__{safe_name(settings['strategy'])}__b{float(settings['b']):g}"
             f"__s{settings['seed']}__{config_hash(identity(settings), 6)}")
+
+
+def safe_name(strategy: str) -> str:
+    """A strategy name as a folder name takes it: a plugin's `module:Class` (or
+    `path/file.py:Class`) becomes `module.Class`, only letters, digits, `.`, `_`, `-`."""
+    return re.sub(r"[^A-Za-z0-9._-]", ".", strategy)
 
 
 def experiment_folder_name(shared: dict[str, Any], fingerprint: dict) -> str:

@@ -40,7 +40,7 @@ import numpy as np
 from lossbench import strategies as registry
 from lossbench.config import RunConfig, validate, with_settings
 from lossbench.errors import ConfigError
-from lossbench.results.folders import write_json
+from lossbench.results.folders import safe_name, write_json
 from lossbench.results.stats import mean_ci
 from lossbench.runner.local import (
     Comparison,
@@ -190,7 +190,7 @@ def sweep(base: RunConfig, *, strategy: str = "flood", param: str = "b",
         raise ConfigError(f"sweeping '{param}' needs values: give --grid or --range")
     base = validate(with_settings(base, {"best_by": select}))
     label = experiment_name(base)
-    suffix = strategy if param == "b" else f"{strategy}-{param}"
+    suffix = safe_name(strategy) if param == "b" else f"{safe_name(strategy)}-{param}"
     folder = Comparison(Path(out) / f"sweep-{label.replace('-', f'-{suffix}-', 1)}")
     created = make_folder(folder.dir)
     events = events or Events()
