@@ -104,8 +104,8 @@ def run(
 
     with guard():
         overrides = collect_overrides(
-            {"b": b, "b_example": b_example, "task": task, "dataset": dataset, "model": model, "aux": aux,
-             "epochs": epochs, "device": device, "data_dir": data_dir, "data": data,
+            {"b": b, "b_example": b_example, "task": task, "dataset": dataset, "model": model,
+             "aux": aux, "epochs": epochs, "device": device, "data_dir": data_dir, "data": data,
              "user_col": user_col, "item_col": item_col, "time_col": time_col,
              "rating_col": rating_col, "min_rating": min_rating, "k_core": k_core,
              "seed": seed}, set_)
