@@ -15,11 +15,16 @@ INLINE = re.compile(r"(?<![\\$])\$(?!\s)([^$\n]+?)(?<!\s)\$(?!\$)")
 
 
 def to_mathml(markdown: str) -> str:
-    """`markdown` with every formula outside code as MathML (a block: display="block")."""
+    """`markdown` with every formula outside code as MathML inside a `<span>`: class
+    "math display" for a block (display="block"), "math" inline. A span, not a div, keeps a
+    formula inside a list item's text, and Markdown would take a line that starts with a
+    bare `<math>` for a block of HTML."""
     parts = FENCE.split(markdown)
     for i in range(0, len(parts), 2):  # the even parts are outside code
-        text = BLOCK.sub(lambda m: convert(m.group(1).strip(), display="block"), parts[i])
-        text = INLINE.sub(lambda m: convert(m.group(1)), text)
+        text = BLOCK.sub(lambda m: '<span class="math display">'
+                         + convert(m.group(1).strip(), display="block") + "</span>", parts[i])
+        text = INLINE.sub(lambda m: '<span class="math">' + convert(m.group(1)) + "</span>",
+                          text)
         parts[i] = text.replace("\\$", "$")
     return "".join(parts)
 
