@@ -28,7 +28,8 @@ from lossbench.runner.ray_backend import require_ray
 from lossbench.runner.ray_options import RayOptions
 from lossbench.runner.sweep import parse_grid
 from lossbench.runner.sweep import sweep as run_sweep
-from lossbench.strategies import Param, describe
+from lossbench.runner.tune import tune as run_tune
+from lossbench.strategies import Param, all_params, describe
 from lossbench.strategies.registry import describe_flooding
 
 
@@ -136,6 +137,42 @@ def sweep_b(strategy: str = "flood", b_grid: str | list[float] | None = None,
     """`lossbench sweep-b`: `sweep` of the flood level b (default grid from the no-flood
     baseline's training loss when no grid is given)."""
     return sweep(strategy=strategy, param="b", grid=b_grid, value_range=b_range, **kwargs)
+
+
+def tune(strategy: str | list[str] | None = None, trials: int = 20, seeds: int = 2,
+         final_seeds: int = 5, select: str | None = None,
+         tune: str | list[str] | None = None, space: str | list[str] | None = None,
+         sampler: str = "tpe", sampler_seed: int = 0, baselines: bool = True,
+         config: str | Path | None = None, out: str | Path = "results",
+         events: Events | None = None, on_trial=None, jobs: int | str = 1,
+         threads: int | None = None, restart: bool = False, backend: str = "local",
+         address: str | None = None, storage: str | Path | None = None,
+         num_cpus: float | None = None, num_gpus: float | None = None,
+         fuse: bool | None = None, command: str | None = None, **settings: Any) -> dict:
+    """`lossbench tune`: every strategy (and the baselines main-only, plain and, when a
+    weighting is compared, weighted, unless `baselines=False`) gets `trials` trials on
+    `seeds` tuning seeds, scored by `select` on validation (default the config's best_by);
+    each arm's best setting is retrained on `final_seeds` fresh seeds. Returns tune.json's
+    content plus its folder under "dir" (lossbench/runner/tune.py).
+
+    `tune`: the shared settings tuned for every arm (default "lr"; "none" for none);
+    `space`: ranges, `NAME=LO:HI[:log][:rel]` or `NAME=a,b,c` (a setting named there is
+    tuned too); `sampler`: tpe, random, qmc or grid, seeded by `sampler_seed`. A strategy
+    parameter given here as a setting (`alpha=0.3`) is fixed: left out of the search. A
+    config file's values are where untuned settings stay, and what `:rel` ranges multiply.
+    `jobs`, `backend`, the Ray options and `fuse`: as in `run`."""
+    where = workers(jobs, backend, address, storage, num_cpus, num_gpus)
+    base = base_config(config, **settings)
+    tuned = [tune] if isinstance(tune, str) else list(tune) if tune is not None else None
+    if tuned == ["none"]:
+        tuned = []
+    items = [space] if isinstance(space, str) else list(space or [])
+    fixed = {name for name in settings if name in all_params()}
+    return run_tune(base, as_list(strategy, base), trials=trials, seeds=seeds,
+                    final_seeds=final_seeds, select=select, tuned=tuned, space=items,
+                    fixed=fixed, sampler=sampler, sampler_seed=sampler_seed,
+                    baselines=baselines, out=out, events=events, on_trial=on_trial,
+                    jobs=where, threads=threads, restart=restart, fuse=fuse, command=command)
 
 
 def strategies() -> list[dict]:

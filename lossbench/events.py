@@ -1,5 +1,6 @@
 """What running runs tell the caller: the `Events` stream, and its trip across processes.
 
+    events.runs_expected(count, epochs)  # runs a command will plan later (a tune's trials)
     events.runs_planned(cfgs)          # once per batch of runs a command will run
     events.run_started(cfg)            # then, per run (runs may interleave):
     events.epoch_done(cfg, row)        #   once per epoch trained (the metrics.csv row)
@@ -22,6 +23,11 @@ RunConfig = Any
 
 class Events:
     """Progress hooks for a caller that displays things (the CLI); all optional no-ops."""
+
+    def runs_expected(self, count: int, epochs: int) -> None:
+        """`count` runs of `epochs` epochs each will be planned later, their settings not
+        known yet (a tune's next trials and its final runs); each later `runs_planned` takes
+        its runs out of this count. Lets a display count them in its total and its ETA."""
 
     def runs_planned(self, cfgs: list[RunConfig]) -> None: ...
     def run_started(self, cfg: RunConfig) -> None: ...

@@ -4,8 +4,9 @@ bad input (`guard`, `OneLineErrors`), and the results folder a command reads (`c
 Every command goes through `guard`, the one place where bad input (`LossbenchError`) becomes
 `error: ...` on stderr and exit code 2. Malformed options are reported the same way
 (`OneLineErrors`), so exit code 2 always means "your input is wrong". The commands live in
-run.py (run, sweep, sweep-b), results.py (report, plot, export), listings.py (strategies,
-experiments) and data.py (data info, data download); lossbench/cli/__init__.py registers them.
+run.py (run, sweep, sweep-b), tune.py (tune), results.py (report, plot, export),
+listings.py (strategies, experiments) and data.py (data info, data download);
+lossbench/cli/__init__.py registers them.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ NoArgsIsHelpError = getattr(_click.exceptions, "NoArgsIsHelpError", ())
 Abort = getattr(typer.core, "Abort", None) or getattr(_click.exceptions, "Abort", ())
 
 
-HELP_ORDER = ("run", "sweep-b", "sweep", "report", "plot", "export", "strategies",
+HELP_ORDER = ("run", "tune", "sweep-b", "sweep", "report", "plot", "export", "strategies",
               "experiments", "data", "migrate")
 """The order of the commands in `lossbench --help`: the main job first."""
 

@@ -9,7 +9,8 @@ command. Runs may interleave (worker processes, Ray tasks, fused groups); a run 
 its settings (`run_key`), so an outcome that comes back from another process finds its run.
 
 The ETA is measured, not guessed: the epochs still to train (the running runs' remaining
-epochs and the planned runs' epochs) times the wall time this command has spent per epoch
+epochs, the planned runs' epochs, and those of the runs a tune has announced but not yet
+planned) times the wall time this command has spent per epoch
 trained so far, over every run that trained, finished or running. It counts parallel
 workers, fused groups and Ray tasks alike, as it divides wall time by the epochs they
 trained together. Runs that stop early (patience, divergence) or are complete on disk drop
@@ -67,6 +68,10 @@ class ProgressModel:
 
     planned: dict[str, int] = field(default_factory=dict)
     """Runs planned and not yet started -> their epochs."""
+    expected: int = 0
+    """Runs announced to come whose settings are not known yet (`Events.runs_expected`)."""
+    expected_epochs: int = 0
+    """The epochs of each expected run."""
     running: dict[str, Running] = field(default_factory=dict)
     finished: int = 0
     skipped: int = 0
@@ -75,11 +80,19 @@ class ProgressModel:
     started_at: float | None = None
     """When the first epoch of this command began training (None before any)."""
 
+    def expect(self, count: int, epochs: int) -> None:
+        """`count` more runs of `epochs` epochs will be planned (replacing an earlier count)."""
+        self.total += count - self.expected
+        self.expected, self.expected_epochs = count, epochs
+
     def plan(self, cfgs: list[Any]) -> None:
         for cfg in cfgs:
             if run_key(cfg) not in self.planned:
                 self.planned[run_key(cfg)] = cfg.train.epochs
-                self.total += 1
+                if self.expected:
+                    self.expected -= 1  # counted in the total already
+                else:
+                    self.total += 1
 
     def start(self, cfg: Any, now: float) -> None:
         key = run_key(cfg)
@@ -108,9 +121,10 @@ class ProgressModel:
 
     @property
     def epochs_left(self) -> int:
-        """Epochs still to train: the running runs' remaining and the planned runs'."""
+        """Epochs still to train: the running runs' remaining, the planned runs' and the
+        expected runs'."""
         return (sum(max(0, r.epochs - r.done) for r in self.running.values())
-                + sum(self.planned.values()))
+                + sum(self.planned.values()) + self.expected * self.expected_epochs)
 
     def eta(self, now: float) -> float | None:
         """Seconds left: epochs_left x (wall time per epoch trained so far); None before
@@ -145,6 +159,10 @@ class ProgressBars(Events):
         self.progress, self.model = progress, ProgressModel()
         self.overall: TaskID | None = None
         self.bars: dict[str, TaskID] = {}
+
+    def runs_expected(self, count: int, epochs: int) -> None:
+        self.model.expect(count, epochs)
+        self.draw()
 
     def runs_planned(self, cfgs: list[Any]) -> None:
         self.model.plan(cfgs)

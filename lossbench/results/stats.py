@@ -6,6 +6,10 @@ files or imports torch.
     paired_test  paired t-test, and Wilcoxon signed-rank when n >= 6, on per-seed differences
     holm         Holm's step-down adjustment of p-values across strategies
     curve_band   mean and confidence band per epoch over seeds (what plot.py draws)
+    iqm          interquartile mean: the mean of the middle 50 % of the values
+    bootstrap_ci stratified bootstrap percentile interval of any statistic
+    probability_of_improvement  paired P(x beats y) over seeds, with a bootstrap interval
+    minimal_detectable_effect   smallest difference a paired t-test with n seeds detects
 """
 
 from __future__ import annotations
@@ -104,3 +108,86 @@ def curve_band(curves: list[Any], confidence: float = 0.95) -> dict[str, np.ndar
     cols = [mean_ci(matrix[:, e], confidence) for e in range(length)]
     band = {k: np.array([c[k] for c in cols], dtype=float) for k in ("mean", "lo", "hi", "n")}
     return {"epoch": np.arange(1, length + 1), **band}
+
+
+def iqm(values: Any) -> float:
+    """Interquartile mean (Agarwal et al., NeurIPS 2021; rliable's `aggregate_iqm`): the mean
+    of the middle 50 % of the values, equal to scipy.stats.trim_mean(x, proportiontocut=0.25):
+    the mean of the sorted x without its floor(0.25 n) lowest and floor(0.25 n) highest. values: any shape, flattened.
+    Example: iqm(0..7) = mean(2, 3, 4, 5) = 3.5. Non-finite entries are dropped first; no
+    value left -> nan. With n < 4 nothing is cut: the plain mean."""
+    x = np.asarray(values, dtype=float).ravel()
+    x = np.sort(x[np.isfinite(x)])
+    if len(x) == 0:
+        return math.nan
+    cut = int(0.25 * len(x))  # trim_mean's cut, in NumPy: scipy's call costs ~0.5 ms, and
+    return float(x[cut:len(x) - cut].mean())  # bootstrap_ci makes thousands of them
+
+
+def bootstrap_ci(samples: list[Any], statistic: Any = iqm, n_boot: int = 2000,
+                 confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Stratified bootstrap percentile interval of statistic(concatenated samples), as
+    rliable's StratifiedBootstrap: samples is one 1-D array per stratum (task), shape
+    (n_k,); each of the n_boot replicates resamples every stratum with replacement on its
+    own (n_k draws from stratum k), concatenates the strata and applies `statistic` (a
+    function of a 1-D array to a float). (lo, hi) = the (1 - confidence) / 2 and
+    (1 + confidence) / 2 quantiles of the n_boot replicates. One task is one stratum.
+    Deterministic for a seed (numpy.random.default_rng(seed)). Non-finite entries are
+    dropped first; fewer than 2 values in all -> (nan, nan)."""
+    strata = [np.asarray(s, dtype=float).ravel() for s in samples]
+    strata = [s[np.isfinite(s)] for s in strata]
+    strata = [s for s in strata if len(s)]
+    if sum(len(s) for s in strata) < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, len(s), size=(n_boot, len(s))) for s in strata]
+    reps = np.array([statistic(np.concatenate([s[d[b]] for s, d in zip(strata, draws,
+                                                                            strict=True)]))
+                     for b in range(n_boot)], dtype=float)
+    lo, hi = np.quantile(reps, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(lo), float(hi)
+
+
+def probability_of_improvement(x: Any, y: Any, lower_is_better: bool, n_boot: int = 2000,
+                               confidence: float = 0.95, seed: int = 0) -> dict:
+    """Paired probability that x beats y. x, y: shape (n_seeds,), x[i] and y[i] from the same
+    seed (data, initial weights, batch order); pairs with a non-finite entry are dropped and
+    n counts the rest.
+
+    p = (1 / n) sum_i (1[x_i beats y_i] + 0.5 * 1[x_i = y_i]), where beats is x_i < y_i when
+    lower_is_better, else x_i > y_i. (lo, hi): percentile interval of p over n_boot
+    resamples of the n pairs with replacement (numpy.random.default_rng(seed)). n = 0: p,
+    lo, hi nan; n = 1: lo, hi nan. Unlike rliable's (unpaired, every run of x against
+    every run of y), this compares each seed with its own partner only."""
+    a, b = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    n = len(a)
+    out = {"p": math.nan, "lo": math.nan, "hi": math.nan, "n": int(n)}
+    if n == 0:
+        return out
+    wins = (a < b) if lower_is_better else (a > b)
+    score = wins + 0.5 * (a == b)
+    out["p"] = float(score.mean())
+    if n < 2:
+        return out
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    lo, hi = np.quantile(score[idx].mean(axis=1), [(1 - confidence) / 2, (1 + confidence) / 2])
+    out.update(lo=float(lo), hi=float(hi))
+    return out
+
+
+def minimal_detectable_effect(sd: float, n: int, alpha: float = 0.05,
+                              power: float = 0.8) -> float:
+    """The smallest true mean difference a two-sided paired t-test at level alpha detects
+    with probability `power`, with n pairs whose differences have standard deviation sd:
+
+        MDE = (t_{1 - alpha / 2, n - 1} + t_{power, n - 1}) * sd / sqrt(n)
+
+    (t_{q, df}: the q quantile of Student's t with df degrees of freedom). It shrinks about
+    like 1 / sqrt(n) (faster for small n, where the t quantiles fall too). n < 2 or sd not
+    finite -> nan; sd = 0 -> 0."""
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    t = _scipy_stats().t
+    return float((t.ppf(1 - alpha / 2, n - 1) + t.ppf(power, n - 1)) * sd / math.sqrt(n))

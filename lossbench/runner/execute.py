@@ -73,7 +73,7 @@ def run_record(cfg: RunConfig, task: Task) -> dict:
     return {**flat(cfg),
             "seeds": dataclasses.asdict(run_seeds(cfg.seed)),
             "device_used": f"{device.type} ({device_name})",
-            "task_info": task.info,
+            "task_info": {"n_items": task.n_items, **task.info},
             "data_fingerprint": data_fingerprint(cfg.task),
             "versions": {"lossbench": lossbench.__version__, "torch": torch.__version__,
                          "python": sys.version.split()[0]},

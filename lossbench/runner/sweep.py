@@ -10,7 +10,8 @@ For the flood level (`param = "b"`, what `sweep-b` does):
    `reweight` for `reweight-flood`) runs for every seed. It competes in the selection like
    any other b.
 2. Without a user grid, the grid is DEFAULT_FRACTIONS x L*, where L* is the baseline's
-   training loss (`train_loss`, the raw total) at its best validation epoch, averaged over
+   training loss (`train_loss`, the raw total; for example flooding, whose level is one
+   example's, L_main's `train_main_loss`) at its best validation epoch, averaged over
    seeds, rounded to 3 significant digits. The grid is printed and stored in sweep.json.
 3. Every b of the grid runs for every seed, paired with the baseline (same data, weights and
    batches per seed). The grid's b is the level used, whatever the weighting's own level
@@ -99,14 +100,29 @@ def parse_grid(grid: str | None, value_range: str | None, names: tuple[str, str]
     return sorted(set(values))
 
 
-def default_grid(baselines: list[RunOutcome]) -> tuple[list[float], float]:
-    """DEFAULT_FRACTIONS x L* (see the module docstring); returns (grid, L*)."""
-    losses = [run.rows[run.summary["best_epoch"] - 1]["train_loss"] for run in baselines
+def level_column(strategy: str) -> str:
+    """The metrics.csv column a flood level is on the scale of: the weighted total
+    (`train_loss`) for batch flooding, one L_main example's loss (`train_main_loss`, the
+    epoch mean over examples) for example flooding."""
+    return "train_main_loss" if registry.split_name(strategy)[1] == "example" else "train_loss"
+
+
+def baseline_level(baselines: list[RunOutcome], column: str = "train_loss",
+                   give: str = "--b-grid") -> float:
+    """L*: the mean over the complete baseline runs of `column` at each one's best
+    validation epoch. Every baseline diverged: a ConfigError telling to `give` a grid."""
+    losses = [run.rows[run.summary["best_epoch"] - 1][column] for run in baselines
               if run.summary.get("status") == "complete"]
     if not losses:
-        raise ConfigError("every baseline run diverged: no training loss to derive a grid from;"
-                          " give --b-grid")
-    level = float(np.mean(losses))
+        raise ConfigError("every baseline run diverged: no training loss to derive the flood "
+                          f"levels from; give {give}")
+    return float(np.mean(losses))
+
+
+def default_grid(baselines: list[RunOutcome], column: str = "train_loss"
+                 ) -> tuple[list[float], float]:
+    """DEFAULT_FRACTIONS x L* (see the module docstring); returns (grid, L*)."""
+    level = baseline_level(baselines, column)
     grid = sorted({float(f"{f * level:.3g}") for f in DEFAULT_FRACTIONS})
     return grid, level
 
@@ -204,7 +220,7 @@ def sweep(base: RunConfig, *, strategy: str = "flood", param: str = "b",
             run_all(first, folder, events, jobs=jobs, threads=threads, restart=restart,
                     fuse=fuse)
             if grid is None:  # the grid follows from the baseline: its runs are planned now
-                grid, level = default_grid(folder.runs)
+                grid, level = default_grid(folder.runs, level_column(strategy))
                 rest = plan_sweep(base, strategy, param, grid, seeds)[1]
                 events.runs_planned(rest)
         assert grid is not None

@@ -5,7 +5,8 @@
 
 The package, one module per job:
 
-- `param.py`: `Param`, a strategy parameter (type, default, range, doc) and its value check.
+- `param.py`: `Param`, a strategy parameter (type, default, range, doc, tuning range
+  `Search`) and its value check.
 - `catalog.py`: the registry's `Entry` and the built-in weightings' entries.
 - `names.py`: the name grammar, weighting + flooding suffix (`reweight-flood`, `dwa-iflood`).
 - `registry.py`: which weightings exist (built-ins, plugins), their parameters, groups.
@@ -24,7 +25,7 @@ import importlib
 from typing import Any
 
 from lossbench.strategies.names import FLOOD_SUFFIX, join_name, no_flood_baseline, split_name
-from lossbench.strategies.param import Param
+from lossbench.strategies.param import Param, Search
 from lossbench.strategies.registry import (
     GROUPS,
     REGISTRY,
@@ -55,9 +56,10 @@ TORCH_NAMES = {
 }
 """Public names that need torch -> the module that defines them."""
 
-__all__ = ["FLOOD_SUFFIX", "GROUPS", "REGISTRY", "Param", "all_params", "canonical", "describe",
-           "entry", "expand", "flood_level", "join_name", "known_names", "no_flood_baseline",
-           "order_key", "owners", "register", "run_params", "split_name", "weighting_class",
+__all__ = ["FLOOD_SUFFIX", "GROUPS", "REGISTRY", "Param", "Search", "all_params", "canonical",
+           "describe", "entry", "expand", "flood_level", "join_name", "known_names",
+           "no_flood_baseline", "order_key", "owners", "register", "run_params", "split_name",
+           "weighting_class",
            *TORCH_NAMES]
 
 

@@ -15,7 +15,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from lossbench.strategies.param import Param
+from lossbench.strategies.param import Param, Search
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,13 @@ class Entry:
 BUILTINS: tuple[Entry, ...] = (
     Entry("plain", "lossbench.strategies.baselines:Plain"),
     Entry("weighted", "lossbench.strategies.baselines:Weighted",
-          (Param("w", 0.5, "fixed weight of L_aux", lo=0.0),)),
+          (Param("w", 0.5, "fixed weight of L_aux", lo=0.0,
+                 search=Search(0.01, 10.0, log=True)),)),
     Entry("reweight", "lossbench.strategies.reweighting:Reweight", (
-        Param("alpha", 0.1, "EMA rate of theta", lo=0.0, hi=1.0, lo_open=True),
+        Param("alpha", 0.1, "EMA rate of theta", lo=0.0, hi=1.0, lo_open=True,
+              search=Search(0.01, 1.0, log=True)),
         Param("lam", 5.0, "lambda in theta~ = L_main / (L_main + lambda * L_aux + eps)",
-              lo=0.0),
+              lo=0.0, search=Search(0.1, 100.0, log=True)),
         Param("theta0", 0.0, "initial theta"),
         Param("detach_theta", False, "detach theta~ from the graph (as CBiT); the source's "
               "code keeps its gradient"),
@@ -67,9 +69,14 @@ BUILTINS: tuple[Entry, ...] = (
           (Param("log_var0", -0.5, "initial log-variance s of both losses"),)),
     Entry("dwa", "lossbench.strategies.baselines:DWA",
           (Param("dwa_temp", 2.0, "temperature T of the softmax over loss ratios", lo=0.0,
-                 lo_open=True),)),
+                 lo_open=True, search=Search(0.5, 10.0, log=True)),)),
     Entry("gcs", "lossbench.strategies.gradient:GCS",
-          (Param("gcs_weighted", False, "weight g_aux by max(0, cos) instead of gating it"),)),
+          (Param("gcs_weighted", False, "weight g_aux by max(0, cos) instead of gating it",
+                 search=Search(choices=(False, True))),)),
     Entry("pcgrad", "lossbench.strategies.gradient:PCGrad"),
 )
-"""The built-in weightings, in the order `lossbench strategies` lists them."""
+"""The built-in weightings, in the order `lossbench strategies` lists them. A parameter's
+`search` is where `lossbench tune` looks for it: the weights and rates on a log scale over
+two to three decades around the published defaults; reweight's theta0, detach_theta and eps
+(an initial value, the source's variant, a numerical guard) and uncertainty's initial
+log-variance are not tuned unless `--space` names them."""

@@ -3,6 +3,9 @@ range or choices, and the one function that reads a value of it (from TOML, `--s
 option). Strategy parameters are `Param`s, and so is every field of the run configuration
 (lossbench/config.py builds them from its dataclasses): one checker for every value.
 
+A parameter may also declare a tuning range (`Search`): where `lossbench tune` looks for
+its value, next to its default and its valid range.
+
 Torch-free, like the rest of what the registry knows before a strategy is built: the
 command line lists every parameter in `--help` without importing torch.
 """
@@ -17,9 +20,33 @@ from lossbench.errors import ConfigError
 
 
 @dataclass(frozen=True)
+class Search:
+    """A tuning range: [low, high] on a linear scale, or on a log scale (`log`: sampled
+    uniformly in log(value), low > 0), or the `choices` listed. `relative`: low and high are
+    multiples of a reference value known only when the tune starts (the flood level's: the
+    no-flood baseline's training loss; a setting's: its configured value)."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    relative: bool = False
+    choices: tuple = ()
+
+    def text(self) -> str:
+        """`0.01..10 (log)`, `0.5x..1.1x`, `false, true`: for help, tables and errors."""
+        if self.choices:
+            return ", ".join(str(c).lower() if isinstance(c, bool) else str(c)
+                             for c in self.choices)
+        x = "x" if self.relative else ""
+        return f"{self.low:g}{x}..{self.high:g}{x}{' (log)' if self.log else ''}"
+
+
+@dataclass(frozen=True)
 class Param:
-    """A setting: name, default (its type is the setting's type), a one-line doc, and an
-    optional range [lo, hi] (open at an end with `lo_open`/`hi_open`) or `choices`."""
+    """A setting: name, default (its type is the setting's type), a one-line doc, an
+    optional range [lo, hi] (open at an end with `lo_open`/`hi_open`) or `choices`, and an
+    optional tuning range `search` (None: `lossbench tune` leaves it at its value unless
+    `--space` gives a range)."""
 
     name: str
     default: Any
@@ -29,6 +56,7 @@ class Param:
     lo_open: bool = False
     hi_open: bool = False
     choices: tuple[str, ...] = ()
+    search: Search | None = None
 
     @property
     def type(self) -> type:

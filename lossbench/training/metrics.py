@@ -118,3 +118,19 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int, device: torch.d
             sums[name] += float(values.sum())
     model.train(was_training)
     return {name: total / len(split) for name, total in sums.items()}
+
+
+def chance_level(metric: str, n_items: int) -> float:
+    """What a model that scores every item alike gets (uniform random ranking of n items, the
+    expected values above with h = 0, t = n - 1), for `metric` with or without its split
+    prefix (`val_`, `test_`): loss = ln n, acc = 1 / n, HR@10 = min(10, n) / n,
+    NDCG@10 = C[min(10, n)] / n, MRR@10 = D[min(10, n)] / n. `lossbench tune` scores a run
+    that diverged with this (a failed run counts as a model that learned nothing)."""
+    name = metric.split("_", 1)[1] if metric.startswith(("val_", "test_")) else metric
+    k = min(10, n_items)
+    values = {"loss": math.log(n_items), "acc": 1.0 / n_items, "hr10": k / n_items,
+              "ndcg10": sum(1.0 / math.log2(p + 2) for p in range(k)) / n_items,
+              "mrr10": sum(1.0 / (p + 1) for p in range(k)) / n_items}
+    if name not in values:
+        raise ValueError(f"no chance level for metric '{metric}'")
+    return values[name]
