@@ -19,9 +19,11 @@ from lossbench.errors import ConfigError
 from lossbench.events import Events
 from lossbench.results import export as export_module
 from lossbench.results import report as report_module
+from lossbench.results import verdict
 from lossbench.results.export import DEFAULT_TRACKING_URI
 from lossbench.results.migrate import migrate as migrate_folders
 from lossbench.results.tables import write_report
+from lossbench.results.verdict_tables import write_verdict
 from lossbench.runner.local import Comparison, run_comparison
 from lossbench.runner.plan import plan_runs
 from lossbench.runner.ray_backend import require_ray
@@ -190,22 +192,34 @@ def strategies() -> list[dict]:
 
 def report(results_dir: str | Path, window: int = 5, rise: float = 1.03,
            recover: float = 0.3) -> tuple[dict, list[Path]]:
-    """`lossbench report`: the summary dict and the paths of report.json / report.md."""
+    """`lossbench report`: the summary dict and the paths of report.json / report.md. For a
+    tune folder (`tune`'s, with tune.json) the summary is the verdict (`kind` "tune-report";
+    results/verdict.py) and `window`, `rise`, `recover` are unused."""
 
     if window < 1 or rise < 1.0 or not 0.0 < recover <= 1.0:
-
         raise ConfigError("need --window >= 1, --rise >= 1 and 0 < --recover <= 1")
+    tuned = verdict.load_tune(results_dir)
+    if tuned is not None:  # a tune folder: the verdict (results/verdict.py)
+        summary = verdict.summarize_tune(tuned)
+        return summary, write_verdict(summary, results_dir)
     runs = report_module.load_runs(results_dir)
     summary = report_module.summarize(runs, window=window, rise=rise, recover=recover)
     return summary, write_report(summary, results_dir)
 
 
 def plot(results_dir: str | Path, fmt: str = "png", log_loss: bool = False) -> list[Path]:
-    """`lossbench plot`: figures into RESULTS_DIR/plots/; returns their paths."""
+    """`lossbench plot`: figures into RESULTS_DIR/plots/; returns their paths. A tune folder
+    gets the tune's figures (results/plot_tune.py: optimisation history, final comparison,
+    score against each tuned parameter)."""
     from lossbench.results import plot as plot_module  # matplotlib: only when plotting
 
     if fmt not in ("png", "svg", "pdf"):
         raise ConfigError(f"--format must be png, svg or pdf, got '{fmt}'")
+    tuned = verdict.load_tune(results_dir)
+    if tuned is not None:
+        from lossbench.results.plot_tune import plot_tune
+
+        return plot_tune(tuned, results_dir, fmt=fmt)
     runs = report_module.load_runs(results_dir)
     return plot_module.plot_results(runs, report_module.summarize(runs), results_dir,
                                     fmt=fmt, log_loss=log_loss)

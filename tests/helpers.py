@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import signal
 from pathlib import Path
+
+from lossbench.events import Events
 
 TINY = Path(__file__).with_name("tiny.toml")
 """A configuration small enough for tests: a few seconds per command on one CPU core."""
@@ -70,7 +74,7 @@ def assert_rows_close(got: list[dict], want: list[dict], n_examples: int, label:
                 f"{label} epoch {row['epoch']} {column}: {value} against {expected[column]}")
 
 
-class EventLog:
+class EventLog(Events):
     """An `Events` that records, per run label (`strategy seed`), the events it got: e.g.
     ["started", "epoch 1", "epoch 2", "finished"]; `planned` counts the runs announced."""
 
@@ -106,3 +110,46 @@ def task_of(cfg):
     from lossbench.tasks import build_task
 
     return build_task(cfg.task, cfg.seed)
+
+
+def lossbench_main(argv: list[str], log: str) -> None:
+    """The body of a `lossbench ARGV` process: stdout to LOG.out, stderr to LOG.err; exits
+    with the command's exit code (typer raises SystemExit). Ctrl-C raises KeyboardInterrupt,
+    as in a `lossbench` started from a terminal, even when the tests themselves run as a
+    background job (whose shell starts them with SIGINT ignored)."""
+    from lossbench.cli.app import app
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for fd, suffix in ((1, ".out"), (2, ".err")):
+        os.dup2(os.open(log + suffix, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+    app(argv, prog_name="lossbench")
+
+
+class Command:
+    """`lossbench ARGV` in its own process, forked from a server that has imported
+    lossbench and torch once (the same forkserver --jobs uses): a real process that real
+    signals reach, without paying ~5 s of imports per process on a 2-core machine."""
+
+    def __init__(self, argv: list[str], log: Path):
+        from lossbench.runner.workers import worker_context  # torch: not in the controller
+
+        self.log = str(log)
+        self.process = worker_context().Process(target=lossbench_main, args=(argv, self.log))
+        self.process.start()
+
+    def poll(self) -> int | None:
+        return self.process.exitcode
+
+    def send_signal(self, signum: int) -> None:
+        os.kill(self.process.pid, signum)
+
+    def wait(self, timeout: float = 120) -> int:
+        self.process.join(timeout)
+        assert self.process.exitcode is not None, "the command did not finish in time"
+        return self.process.exitcode
+
+    def stdout(self) -> str:
+        return Path(self.log + ".out").read_text()
+
+    def stderr(self) -> str:
+        return Path(self.log + ".err").read_text()

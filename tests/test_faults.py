@@ -9,52 +9,12 @@ import threading
 import time
 from pathlib import Path
 
-from helpers import EventLog, metrics_rows, only_run
+from helpers import Command, EventLog, metrics_rows, only_run
 
 from lossbench import api
 from lossbench.cli.app import app
-from lossbench.runner.workers import worker_context
 
 LONG = ["--set", "epochs=10", "--set", "n_train_users=256", "--set", "batch_size=64"]
-
-
-def lossbench_main(argv: list[str], log: str) -> None:
-    """The body of a `lossbench ARGV` process: stdout to LOG.out, stderr to LOG.err; exits
-    with the command's exit code (typer raises SystemExit). Ctrl-C raises KeyboardInterrupt,
-    as in a `lossbench` started from a terminal, even when the tests themselves run as a
-    background job (whose shell starts them with SIGINT ignored)."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    for fd, suffix in ((1, ".out"), (2, ".err")):
-        os.dup2(os.open(log + suffix, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
-    app(argv, prog_name="lossbench")
-
-
-class Command:
-    """`lossbench ARGV` in its own process, forked from a server that has imported
-    lossbench and torch once (the same forkserver --jobs uses): a real process that real
-    signals reach, without paying ~5 s of imports per process on a 2-core machine."""
-
-    def __init__(self, argv: list[str], log: Path):
-        self.log = str(log)
-        self.process = worker_context().Process(target=lossbench_main, args=(argv, self.log))
-        self.process.start()
-
-    def poll(self) -> int | None:
-        return self.process.exitcode
-
-    def send_signal(self, signum: int) -> None:
-        os.kill(self.process.pid, signum)
-
-    def wait(self, timeout: float = 120) -> int:
-        self.process.join(timeout)
-        assert self.process.exitcode is not None, "the command did not finish in time"
-        return self.process.exitcode
-
-    def stdout(self) -> str:
-        return Path(self.log + ".out").read_text()
-
-    def stderr(self) -> str:
-        return Path(self.log + ".err").read_text()
 
 
 def start(tiny: Path, out: Path, epochs: int = 10) -> Command:

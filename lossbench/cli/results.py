@@ -60,10 +60,25 @@ def report_command(
     with guard():
         summary, paths = api.report(chosen_folder(results_dir, out), window=window, rise=rise,
                                     recover=recover)
-        for table in report_tables.render_tables(summary, full=full):
-            console.print(table)
+        if summary.get("kind") == "tune-report":
+            print_verdict(summary, full)
+        else:
+            for table in report_tables.render_tables(summary, full=full):
+                console.print(table)
         for path in paths:
             console.print(f"wrote {path}")
+
+
+def print_verdict(summary: dict, full: bool = False) -> None:
+    """A tune's verdict (results/verdict.py): its tables, then its sentences."""
+    from lossbench.results.verdict_tables import describe_tune, verdict_tables
+
+    console.print(describe_tune(summary), markup=False, highlight=False, soft_wrap=True)
+    for table in verdict_tables(summary, full=full):
+        console.print(table)
+    console.print("verdict:", markup=False)
+    for sentence in summary["sentences"]:
+        console.print(f"- {sentence}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("plot", short_help="Draw a results folder's figures.")

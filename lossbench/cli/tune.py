@@ -16,6 +16,7 @@ import typer
 
 from lossbench.cli.app import app, guard
 from lossbench.cli.data import ensure_data
+from lossbench.cli.display import console
 from lossbench.cli.options import (
     STRATEGY_OPTIONS,
     AddressOpt,
@@ -42,6 +43,7 @@ from lossbench.cli.options import (
     collect_overrides,
 )
 from lossbench.cli.progress import ProgressBars, make_progress, stop_progress
+from lossbench.cli.results import print_verdict
 from lossbench.cli.run import print_next, strategy_options
 from lossbench.errors import ConfigError
 
@@ -135,15 +137,8 @@ def tune_command(
                               command=shlex.join(["lossbench", *sys.argv[1:]]), **overrides)
         finally:
             stop_progress(progress)
-        print_verdict(Path(result["dir"]))
+        summary, paths = api.report(result["dir"])
+        print_verdict(summary)
+        for path in paths:
+            console.print(f"wrote {path}", markup=False, highlight=False)
         print_next(result["dir"])
-
-
-def print_verdict(folder: Path) -> None:
-    """The verdict of a finished tune: its tables and sentences (report.md is written too)."""
-    from lossbench import api
-    from lossbench.cli.display import console
-
-    summary, _ = api.report(folder)
-    for table in summary.get("tables", []):
-        console.print(table)

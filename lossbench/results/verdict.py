@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -96,10 +95,15 @@ def check_tune(tune: dict, where: str = "tune.json") -> dict:
         name = arm.get("arm", f"#{i}") if isinstance(arm, dict) else f"#{i}"
         lacks = ([k for k in ARM_KEYS if k not in arm] if isinstance(arm, dict) else
                  ["everything (not an object)"])
-        if not lacks and isinstance(arm["final"], dict):
-            lacks = [f"final.{k}" for k in FINAL_KEYS if k not in arm["final"]]
+        if not lacks:
+            final = arm["final"] if isinstance(arm["final"], dict) else {}
+            lacks = [f"final.{k}" for k in FINAL_KEYS if k not in final]
         if lacks:
             raise fail(f"arm {name} lacks {', '.join(lacks)}")
+        if not all(isinstance(arm[k], t) for k, t in (("trials", list), ("chosen", dict))):
+            raise fail(f"arm {name}: 'trials' is not a list or 'chosen' not an object")
+        if not isinstance(arm["final"]["per_seed"], dict):
+            raise fail(f"arm {name}: final.per_seed is not an object")
         n = len(arm["final"]["seeds"])
         for metric in dict.fromkeys([*tune["metrics"], tune["verdict_metric"]]):
             values = arm["final"]["per_seed"].get(metric)
@@ -298,7 +302,8 @@ def tune_notes(tune: dict, arms: list[dict]) -> list[str]:
         if arm["failed"]:
             at = f" ({metric} {sig(chance[metric])})" if chance.get(metric) is not None else ""
             notes.append(f"{arm['label']}: {arm['failed']} of {arm['n_seeds']} final runs "
-                         f"diverged (seed {', '.join(map(str, arm['diverged_seeds']))}); "
+                         f"diverged (seed{'s' * (arm['failed'] > 1)} "
+                         f"{', '.join(map(str, arm['diverged_seeds']))}); "
                          f"scored at chance{at} and counted in every statistic")
         bad = [t["number"] for t in raw["trials"] if t.get("diverged") or t.get("score") is None]
         if bad:

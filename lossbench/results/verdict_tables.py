@@ -16,7 +16,7 @@ from rich.table import Table
 
 from lossbench.results.folders import write_atomic, write_json
 from lossbench.results.tables import Spec, half, num
-from lossbench.results.verdict import seeds_text
+from lossbench.results.verdict import lower_is_better, seeds_text
 
 LEFT = ("arm", "chosen setting", "vs", "metric", "note")
 """Columns aligned left; every other column is a number, aligned right."""
@@ -55,8 +55,8 @@ def describe_tune(summary: dict) -> str:
     head the report (and the figures' titles)."""
     f = summary["facts"]
     sampler = f.get("sampler") or {}
-    parts = [f"tuned on {f['select']} ({'lower' if f['select'].endswith('loss') else 'higher'}"
-             " is better)", f"{f['trials']} trials per arm",
+    better = "lower" if lower_is_better(f["select"]) else "higher"
+    parts = [f"tuned on {f['select']} ({better} is better)", f"{f['trials']} trials per arm",
              f"{sampler['name']} sampler, seed {sampler.get('seed')}" if sampler.get("name")
              else None,
              f"tuning seeds {seeds_text(f['tuning_seeds'])}",

@@ -315,6 +315,8 @@ def tune(base: RunConfig, strategies: list[str], *, trials: int = 20, seeds: int
     check_overrides(overrides, fixed, [arm.strategy for arm in arms], tuned)
     dims = {arm.label: arm_dimensions(base, arm.strategy, tuned, overrides, fixed)
             for arm in arms}
+    for d in (d for ds in dims.values() for d in ds if not (d.search.relative and d.type is int)):
+        d.resolved(1.0 if d.search.relative else None)  # relative ranges checked at scale 1
     tuning, final = tuning_and_final_seeds(base.seed, seeds, final_seeds)
     if not on_ray(jobs):  # a bad --device or --jobs fails before anything is written
         resolve_device(base.device)

@@ -76,15 +76,23 @@ def worker_init(threads: int, counter, messages) -> None:
 
 _worker_busy = False
 """True while a worker process trains a run (run_in_worker)."""
+_worker_stopping = False
+"""True once a signal has begun unwinding the run in flight (worker_signal)."""
 _messages = None
 """This worker's end of the parent's event queue (worker_init)."""
 
 
 def worker_signal(signum: int, frame: object) -> None:
     """SIGTERM or Ctrl-C in a worker. Training: unwind like Ctrl-C, so the run in flight is
-    marked interrupted (run_in_worker then ends the process). Idle: exit at once."""
+    marked interrupted (run_in_worker then ends the process). Idle: exit at once. A second
+    signal while the first unwinds is ignored: the pool sends SIGTERM to every worker again
+    when one of them exits, and it must not cut the writing of the interrupted summary."""
+    global _worker_stopping
     if not _worker_busy:
         os._exit(128 + signum)
+    if _worker_stopping:
+        return
+    _worker_stopping = True
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise_terminated(signum, frame)
