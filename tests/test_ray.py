@@ -1,5 +1,5 @@
-"""`--backend ray`: the same files as the local backend, workers killed and runs resumed from
-their checkpoint, Ctrl-C, storage elsewhere than the results folder, one-line errors.
+"""`--backend ray`: the same files as the local backend (run, sweep-b, tune), workers killed
+and runs resumed from their checkpoint, Ctrl-C, storage elsewhere than the results folder, one-line errors.
 
 The tests that need Ray share one local Ray session (2 CPUs, ~6-10 s to start) and skip with
 a reason when Ray is not installed; the others check what happens without it."""
@@ -127,6 +127,17 @@ def test_sweep_b_on_ray_equals_the_local_sweep(ray_session, tiny, tmp_path):
     local = api.sweep_b(**kwargs, out=tmp_path / "local")
     remote = api.sweep_b(**kwargs, out=tmp_path / "ray", backend="ray")
     assert remote["per_value"] == local["per_value"] and remote["runs"] == local["runs"]
+
+
+def test_tune_on_ray_proposes_and_chooses_as_the_local_tune(ray_session, tiny, tmp_path):
+    """The sampler stays in the driver; the trials' runs are Ray tasks."""
+    kwargs = {"strategy": "weighted", "trials": 2, "seeds": 1, "final_seeds": 2,
+              "config": tiny, "baselines": False}
+    local = api.tune(**kwargs, out=tmp_path / "local")
+    remote = api.tune(**kwargs, out=tmp_path / "ray", backend="ray")
+    for arm in (*local["arms"], *remote["arms"]):  # all but the seconds each run took
+        arm["budget"] = {k: v for k, v in arm["budget"].items() if not k.endswith("seconds")}
+    assert remote["arms"] == local["arms"]
 
 
 def test_storage_elsewhere_is_copied_back_and_read_back(ray_session, tiny, tmp_path):

@@ -159,7 +159,12 @@ class Tune:
         return validate(with_settings(self.base, arm.fixed)) if arm.fixed else self.base
 
     def run(self, runs: list[RunConfig]) -> dict[str, RunOutcome]:
-        """Run (or read back) `runs` together; their outcomes by run folder name."""
+        """Run (or read back) `runs` together, each distinct run once (two arms' flood
+        levels may share their reference runs); their outcomes by run folder name."""
+        distinct: dict[str, RunConfig] = {}
+        for cfg in runs:
+            distinct.setdefault(run_name(cfg), cfg)
+        runs = list(distinct.values())
         batch = Comparison(self.folder.dir)
         self.events.runs_planned(runs)
         run_all(runs, batch, self.events, **self.how)
