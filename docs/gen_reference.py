@@ -172,15 +172,18 @@ def strategies_page() -> str:
              "Every registered strategy (`lossbench strategies` lists the same, with any "
              "plugins installed) and the two flooding modifiers. Any weighting `X` also runs "
              "as `X-flood` and `X-iflood`. See [the concepts](../concepts/strategies.md) for "
-             "what they do.\n"]
+             "what they do. \"Tuned over\" is where `lossbench tune` searches a parameter "
+             "([tuning](tune.md)); `-` leaves it at its value unless `--space` gives a "
+             "range.\n"]
     for row in api.strategies():
         kind = " (combines gradients)" if row["gradients"] else ""
         lines.append(f"\n## `{row['name']}`{kind}\n\n```text\n{row['doc']}\n```\n\n")
         if row["params"]:
-            lines.append("| parameter | type | default | range | meaning |\n"
-                         "|---|---|---|---|---|\n")
+            lines.append("| parameter | type | default | range | tuned over | meaning |\n"
+                         "|---|---|---|---|---|---|\n")
             lines += [f"| `{p['name']}` | {p['type']} | `{p['default']!r}` | {cell(p['range'])} "
-                      f"| {cell(p['doc'])} |\n" for p in row["params"]]
+                      f"| {cell(p.get('search') or '-')} | {cell(p['doc'])} |\n"
+                      for p in row["params"]]
             lines.append("\n")
         facts = [("Runs as", ", ".join(f"`{v}`" for v in row["variants"])),
                  ("Logs (metrics.csv columns)", ", ".join(f"`{x}`" for x in row["logs"])),
@@ -211,8 +214,34 @@ def run_folders_page() -> str:
     return "".join(lines)
 
 
+def tune_page() -> str:
+    """What `lossbench tune` searches by default, its samplers, and tune.json's keys."""
+    from lossbench.runner import space, study, tune
+
+    lines = [HEADER, "# Tuning\n\n", cell(inspect.cleandoc(tune.__doc__ or "").split("\n\n")[0]),
+             "\n\nThe whole procedure is in [compare strategies fairly]"
+             "(../how-to/compare-fairly.md).\n\n## What each arm searches\n\n",
+             inspect.cleandoc(space.__doc__ or "").split("\n\n", 2)[2], "\n\n",
+             "Shared settings (`--tune NAME`; `x`: multiples of the configured value):\n\n"
+             "| setting | default range |\n|---|---|\n"]
+    lines += [f"| `{name}` | {cell(search.text())} |\n"
+              for name, search in space.SETTING_SEARCH.items()]
+    lines.append(f"\nThe flood level `b` of a flooded strategy: {space.FLOOD_SEARCH.text()} the "
+                 "no-flood baseline's training loss at its best validation epoch. Strategy "
+                 "parameters: the \"tuned over\" column of [the strategies](strategies.md). "
+                 "Never tuned: the task's data settings and "
+                 f"{', '.join(f'`{k}`' for k in sorted(space.UNTUNABLE))}.\n\n"
+                 "## Samplers\n\n")
+    lines.append(inspect.cleandoc(study.__doc__ or "").split("\n\n")[-1] + "\n\n")
+    lines.append("## tune.json\n\n| key | holds |\n|---|---|\n")
+    lines += [f"| `{key}` | {cell(text)} |\n" for key, text in tune.TUNE_JSON.items()]
+    lines.append("\nPer arm (`arms[i]`):\n\n| key | holds |\n|---|---|\n")
+    lines += [f"| `{key}` | {cell(text)} |\n" for key, text in tune.ARM_JSON.items()]
+    return "".join(lines)
+
+
 PAGES = {"cli.md": cli_page, "config.md": config_page, "strategies.md": strategies_page,
-         "run-folders.md": run_folders_page}
+         "run-folders.md": run_folders_page, "tune.md": tune_page}
 
 
 def main() -> None:

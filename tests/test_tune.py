@@ -43,7 +43,11 @@ def read(path: Path) -> dict:
 
 
 def test_every_arm_gets_the_same_budget_and_is_chosen_on_validation(tuned):
+    from lossbench.runner.tune import ARM_JSON, TUNE_JSON
+
     tune = read(tuned / "tune.json")
+    assert list(tune) == list(TUNE_JSON)  # the reference page lists every key
+    assert all(list(arm) == list(ARM_JSON) for arm in tune["arms"])
     assert [arm["arm"] for arm in tune["arms"]] == ["main-only", "plain", "flood"]
     assert tune["tuning_seeds"] == [0, 1]
     for arm in tune["arms"]:

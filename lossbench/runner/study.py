@@ -21,10 +21,11 @@ repeating a trial and proposes what an uninterrupted tune proposes:
   their checkpoints). State a sampler keeps in its study (QMC's position in its sequence)
   travels with each recorded trial (STATE_KEY) and is restored before the next proposal.
 
-Samplers: `tpe` (Optuna's TPESampler, its default 10 random start-up trials), `random`,
-`qmc` (scrambled Sobol; its first trial is random, as Optuna's QMCSampler does) and `grid`
-(GRID_POINTS values per range, every choice; trials beyond the grid repeat grid points,
-whose runs are then found on disk). Every arm's sampler starts from the same seed, so
+Samplers: `tpe` (Optuna's TPESampler with its default 10 random start-up trials: a tune of
+10 trials or fewer is a random search), `random`, `qmc` (scrambled Sobol; its first trial is
+random, as Optuna's QMCSampler does) and `grid` (per range the most values, at least 2, for
+which the grid with every choice holds at most `--trials` points; trials beyond the grid
+repeat grid points, whose runs are then found on disk). Every arm's sampler starts from the same seed, so
 arms with the same space draw the same first trials.
 """
 

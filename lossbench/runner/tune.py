@@ -79,6 +79,45 @@ FINAL_SEED_OFFSET = 10_000
 """Final seeds start here (plus the first seed), whatever the number of tuning seeds: two
 tunes of the same settings with different budgets evaluate their choices on the same seeds."""
 JOURNAL = "journal.log"
+TUNE_JSON = {
+    "kind": "`tune`: marks a tune folder for `lossbench report` and `lossbench plot`",
+    "lossbench": "the version that wrote it",
+    "created": "when it was written",
+    "command": "the command line (null through the Python API)",
+    "experiment": "the experiment name of the shared settings (task and settings hash)",
+    "select": "the validation metric that scores trials, at each run's best epoch by it",
+    "verdict_metric": "its test counterpart, which the verdict's sentences are about",
+    "lower_is_better": "the direction of `select` and `verdict_metric`",
+    "metrics": "the test metrics of the final runs",
+    "tuning_seeds": "the seeds every trial trains on",
+    "final_seeds": "the seeds every chosen setting is retrained on (disjoint from the "
+                   "tuning seeds)",
+    "trials": "trials per arm: the equal budget",
+    "sampler": "Optuna sampler: name and seed",
+    "tuned_settings": "the shared settings tuned for every arm",
+    "fixed": "strategy parameters fixed by their options, left out of every space",
+    "chance": "the number of items and what a diverged run scores on each metric (a uniform "
+              "random ranking)",
+    "storage": "Optuna's journal file in the folder (`optuna-dashboard journal.log`)",
+    "arms": "one entry per arm, in comparison order (below)",
+}
+"""tune.json's keys and what each holds (the reference page lists them)."""
+ARM_JSON = {
+    "arm": "the arm's label: `main-only`, `plain`, `weighted` or a strategy name",
+    "strategy": "the registry strategy it runs (`plain` for main-only)",
+    "role": "`baseline` (main-only, plain, weighted) or `compared`",
+    "fixed": "settings fixed for this arm (`aux = none` for main-only)",
+    "space": "what was tuned: name, kind, type, low, high, log, choices, the reference of a "
+             "relative range (`relative_to`) and the range as text",
+    "trials": "every trial: number, params, score (mean of `select` over the tuning seeds), "
+              "per_seed, diverged (tuning seeds whose run diverged: scored at chance), runs",
+    "chosen": "the trial chosen on validation, its params and score, and why",
+    "final": "the final runs: seeds, runs, diverged seeds, and per metric its value per seed "
+             "(a diverged run at chance)",
+    "budget": "what the tuning spent: trials, runs, epochs, cpu_seconds, gpu_seconds and "
+              "reference_runs (final runs not counted)",
+}
+"""An arm's keys in tune.json."""
 
 
 @dataclass(frozen=True)

@@ -275,7 +275,8 @@ def describe() -> list[dict]:
 def param_row(param: Param) -> dict:
     """A parameter as `lossbench strategies --json` lists it."""
     return {"name": param.name, "type": param.type.__name__, "default": param.default,
-            "range": param.bound_text(), "doc": param.doc}
+            "range": param.bound_text(), "doc": param.doc,
+            "search": param.search.text() if param.search else ""}
 
 
 FLOODING = {
