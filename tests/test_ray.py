@@ -1,5 +1,6 @@
 """`--backend ray`: the same files as the local backend (run, sweep-b, tune), workers killed
-and runs resumed from their checkpoint, Ctrl-C, storage elsewhere than the results folder, one-line errors.
+and runs resumed from their checkpoint, Ctrl-C, storage elsewhere than the results folder,
+one-line errors.
 
 The tests that need Ray share one local Ray session (2 CPUs, ~6-10 s to start) and skip with
 a reason when Ray is not installed; the others check what happens without it."""

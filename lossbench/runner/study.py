@@ -25,8 +25,8 @@ Samplers: `tpe` (Optuna's TPESampler with its default 10 random start-up trials:
 10 trials or fewer is a random search), `random`, `qmc` (scrambled Sobol; its first trial is
 random, as Optuna's QMCSampler does) and `grid` (per range the most values, at least 2, for
 which the grid with every choice holds at most `--trials` points; trials beyond the grid
-repeat grid points, whose runs are then found on disk). Every arm's sampler starts from the same seed, so
-arms with the same space draw the same first trials.
+repeat grid points, whose runs are then found on disk). Every arm's sampler starts from the
+same seed, so arms with the same space draw the same first trials.
 """
 
 from __future__ import annotations
