@@ -89,7 +89,8 @@ def test_strategies_command_lists_every_strategy(runner):
                           "pcgrad", "X-flood", "X-iflood"]
     assert rows["weighted"]["params"][0] | {} == {"name": "w", "type": "float",
                                                   "default": 0.5, "range": ">= 0",
-                                                  "doc": "fixed weight of L_aux"}
+                                                  "doc": "fixed weight of L_aux",
+                                                  "search": "0.01..10 (log)"}
     assert all(row["citation"] for row in rows.values())
     assert not any("shared/" in row["citation"] or ".txt" in row["citation"]
                    for row in rows.values())  # papers a reader can find, no paths of ours
