@@ -74,6 +74,8 @@ BUILTINS: tuple[Entry, ...] = (
           (Param("gcs_weighted", False, "weight g_aux by max(0, cos) instead of gating it",
                  search=Search(choices=(False, True))),)),
     Entry("pcgrad", "lossbench.strategies.gradient:PCGrad"),
+    # --- loss-level and gradient methods written here (issue 30) ---
+    # --- torchjd aggregators (issue 30) ---
 )
 """The built-in weightings, in the order `lossbench strategies` lists them. A parameter's
 `search` is where `lossbench tune` looks for it: the weights and rates on a log scale over
