@@ -7,6 +7,7 @@ nothing depends on the global RNG state except dropout, which is seeded from `in
 from __future__ import annotations
 
 import random
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,3 +48,15 @@ def epoch_generator(batch_seed: int, epoch: int) -> torch.Generator:
     """The generator for one epoch's batch order and augmentations: a pure function of
     (batch_seed, epoch), so every strategy, and a resumed run, sees the same batches."""
     return torch.Generator().manual_seed(batch_seed * 100_003 + epoch)
+
+
+def strategy_generator(batch_seed: int, epoch: int, tag: str) -> torch.Generator:
+    """A strategy's own generator for one epoch (RLW's random loss weights): a pure function
+    of (batch_seed, epoch, tag), as the epoch's generator is of (batch_seed, epoch), but
+    apart from it, so that a strategy drawing from it changes no batch order and no
+    augmentation. Paired runs of a seed, and a resumed run, draw the same numbers. `tag`
+    (the strategy's name) keeps two strategies' streams apart:
+
+        seed = ((batch_seed * 100_003 + epoch) * 1_000_003 + crc32(tag)) mod 2^63"""
+    seed = (batch_seed * 100_003 + epoch) * 1_000_003 + zlib.crc32(tag.encode())
+    return torch.Generator().manual_seed(seed % 2**63)

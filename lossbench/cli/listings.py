@@ -38,7 +38,8 @@ def strategies_command(
         for row in rows:
             console.print(strategy_block(row), highlight=False)
         console.print("Groups: all = plain, reweight, flood, reweight-flood; builtins = every "
-                      "built-in weighting, flood, reweight-flood, iflood. Plugins: --strategy "
+                      "built-in weighting that needs no extra, flood, reweight-flood, iflood; "
+                      "jd = torchjd's gradient aggregators (lossbench[jd]). Plugins: --strategy "
                       "module:Class, or the entry-point group lossbench.strategies.",
                       markup=False, highlight=False)
 
@@ -46,7 +47,10 @@ def strategies_command(
 def strategy_block(row: dict) -> Text:
     """One strategy of `lossbench strategies`: its name, formula, parameters, logs, flooded
     variants, baseline and citation, as lines that wrap in any terminal width."""
-    kind = " (combines gradients)" if row["gradients"] else ""
+    notes = [*(["combines gradients"] if row["gradients"] else []),
+             *([f"needs lossbench[{row['extra']}]"
+                + ("" if row["installed"] else ", not installed")] if row["extra"] else [])]
+    kind = f" ({'; '.join(notes)})" if notes else ""
     text = Text(f"{row['name']}{kind}\n", style="bold")
     text.append(textwrap.indent(row["doc"], "    ") + "\n")
     for p in row["params"]:
@@ -54,7 +58,9 @@ def strategy_block(row: dict) -> Text:
         text.append(f"  --{p['name'].replace('_', '-')} {p['type']} = {p['default']}{bound}: "
                     f"{p['doc']}\n")
     facts = [("logs", ", ".join(row["logs"])), ("as", ", ".join(row["variants"])),
-             ("compared with", row["baseline"]), ("citation", row["citation"])]
+             ("compared with", row["baseline"]), ("citation", row["citation"]),
+             ("install", f'pip install "lossbench[{row["extra"]}]"'
+              if row["extra"] and not row["installed"] else "")]
     for name, value in facts:
         if value and value != "-":
             text.append(f"  {name}: {value}\n")

@@ -181,6 +181,13 @@ class StrategyConfig:
     """Flood level of example flooding (X-iflood), on the scale of ONE L_main example (not of
     the weighted total); negative = use b. The default (about 0.9 x plain's mean L_main at its
     best epoch) suits the default synthetic task."""
+    shared_only: bool = False
+    """Gradient-combining strategies (gcs, pcgrad, metabalance, ...) combine the two
+    gradients only over the parameters both losses reach, as their papers define them on
+    shared parameters; a parameter only L_main reaches (`item_bias`) gets L_main's gradient
+    alone, one only L_aux reaches L_aux's (training/trainer.py, train_step). false = every
+    parameter takes part, a loss that does not reach it giving a zero gradient (lossbench's
+    rule before this setting)."""
     params: dict = field(default_factory=dict)
     """Strategy parameters by name (alpha, lam, w, ...: each declared, with its type, range
     and default, by a strategy in the registry, lossbench/strategies/). In a config file or

@@ -12,7 +12,8 @@ The package, one module per job:
 - `registry.py`: which weightings exist (built-ins, plugins), their parameters, groups.
 - `base.py`: the contract a plugin implements: `Strategy`, and `LossTerm`, what it is given.
 - `objective.py`: one run's objective, a weighting and its flooding (`build_objective`).
-- `baselines.py`, `reweighting.py`, `gradient.py`, `flooding.py`: the formulas, by family.
+- `baselines.py`, `reweighting.py`, `adaptive.py` (RLW, GradNorm, FAMO), `gradient.py`,
+  `flooding.py`: the formulas, by family.
 
 The registry's names are imported here as they are. The torch-backed names (`Strategy`,
 `LossTerm`, `build_strategy`, the formulas) are imported on first use (PEP 562 `__getattr__`):

@@ -28,7 +28,27 @@ The contract, all of it optional except `forward`:
   `combine_grads(g_main, g_aux) -> list[Tensor]`: the trainer then computes the gradients of
   `main.mean` and `aux.mean` with respect to the model's parameters (two backward passes)
   and applies the combined gradient; `forward` still gives the value that is logged (and
-  flooded: below b the combined gradient flips sign).
+  flooded: below b the combined gradient flips sign). By default every parameter takes
+  part (a loss that does not reach a parameter gives it a zero gradient); with the setting
+  `shared_only` only the parameters both losses reach are combined, and a parameter that one
+  loss alone reaches gets that loss's gradient (trainer.train_step).
+
+Hooks for strategies that need more than the two losses (each engine, trainer.SingleModel
+and fused.Stacked, calls them for every run it trains):
+
+- `begin_epoch(epoch, seed)`: called at the start of every epoch (1-based; also the first
+  epoch of a resumed run) with the run's batch seed (`seeds.run_seeds(seed).batch`). A
+  strategy that draws random numbers makes its generator here, from
+  `seeds.strategy_generator(seed, epoch, its name)`, never from the global RNG or the
+  epoch's generator: paired runs then share its draws, a resumed run continues exactly,
+  and the batches and augmentations stay those of every other strategy (RLW).
+- `needs_new_losses = True` and `after_step(main, aux)`: after every optimiser step the
+  engine computes the losses again on the same batch with the new weights, under
+  `torch.no_grad`, with the same random draws (the same augmented view and dropout masks),
+  and hands them over (FAMO). An extra forward pass per step; such strategies do not fuse.
+- `needs_shared_layer = True` and `set_shared_layer(params)`: before training, the engine
+  gives the parameters of the model's last shared layer, the last parameters both losses
+  reach (`models.last_shared_layer`) (GradNorm). Such strategies do not fuse.
 """
 
 from __future__ import annotations
@@ -73,6 +93,8 @@ class Strategy(nn.Module):
     flood_param: Param | None = None
     fusable: bool = False
     needs_grads: bool = False
+    needs_new_losses: bool = False
+    needs_shared_layer: bool = False
 
     def forward(self, main: LossTerm, aux: LossTerm) -> Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -83,6 +105,17 @@ class Strategy(nn.Module):
 
     def end_epoch(self, means: dict[str, float]) -> None:
         """Called after every epoch with the epoch means of the raw losses."""
+
+    def begin_epoch(self, epoch: int, seed: int) -> None:
+        """Called at the start of every epoch with the run's batch seed (module docstring)."""
+
+    def after_step(self, main: LossTerm, aux: LossTerm) -> None:
+        """`needs_new_losses` strategies: the losses of the step's batch after the step."""
+
+    def set_shared_layer(self, params: list[Tensor]) -> None:
+        """`needs_shared_layer` strategies: the model's last shared layer, once, before
+        training (kept private: it is the model's, not the strategy's state)."""
+        self._shared_layer = list(params)
 
     def combine_grads(self, g_main: list[Tensor], g_aux: list[Tensor]) -> list[Tensor]:
         """Gradient strategies: one gradient per parameter from the two losses' gradients."""

@@ -3,8 +3,10 @@ the model's (shared) parameters and decide the update direction. The trainer doe
 backward passes (see `Strategy.needs_grads`); `forward` only gives the value that is logged
 (L_main + L_aux) and flooded (below b the combined gradient flips sign).
 
-Both treat all model parameters as one shared vector g = concat(grad of every parameter);
-parameters that L_aux does not reach have a zero auxiliary gradient.
+GCS and PCGrad treat the parameters they are given as one vector g = concat(grad of every
+parameter); MetaBalance works per parameter tensor. By default the trainer gives every model
+parameter, with a zero gradient from a loss that does not reach it; with the setting
+`shared_only`, only those both losses reach (training/trainer.py, train_step).
 """
 
 from __future__ import annotations
@@ -109,3 +111,55 @@ class PCGrad(GradientStrategy):
         aux_pc = torch.where(conflict, aux - dot / (main @ main).clamp_min(1e-30) * main, aux)
         self.record(cos=cosine(main, aux), conflict=conflict.float())
         return unflatten(main_pc + aux_pc, g_main)
+
+
+class MetaBalance(GradientStrategy):
+    """MetaBalance (He, Feng, Cheng, Ji, Guo & Caverlee, WWW 2022, Algorithm 1), as its
+    reference code (github.com/facebookresearch/MetaBalance, metabalance.py) per parameter
+    tensor ("for each part of the network"): for every tensor p, moving averages of the
+    gradient norms, zero at the start,
+
+        m_main(p) <- beta m_main(p) + (1 - beta) ||g_main(p)||      (same for m_aux)
+
+    and the auxiliary gradient moved towards the main one's magnitude by the relax factor r:
+
+        g_aux(p) <- g_aux(p) (m_main(p) / m_aux(p)) r + g_aux(p) (1 - r)
+        g(p) = g_main(p) + g_aux(p)
+
+    applied where ||g_aux(p)|| > ||g_main(p)|| (`mb_variant` reduce: the paper's strategy A),
+    where it is smaller (enlarge, B) or always (both, C: the reference code, which applies
+    it unconditionally). A tensor L_aux does not reach (m_aux = 0) keeps g_main. Logs the
+    epoch means of the factor applied to g_aux (mean over tensors) and of the fraction of
+    tensors adapted."""
+
+    logs = ("aux_scale", "adapted")
+    citation = ("He, Feng, Cheng, Ji, Guo & Caverlee, MetaBalance: Improving Multi-Task "
+                "Recommendations via Adapting Gradient Magnitudes of Auxiliary Tasks, WWW "
+                "2022; reference code github.com/facebookresearch/MetaBalance")
+
+    def __init__(self, *, mb_beta: float, mb_relax: float, mb_variant: str) -> None:
+        super().__init__()
+        self.beta, self.relax, self.variant = mb_beta, mb_relax, mb_variant
+        self.m_main: Tensor | None = None  # per tensor, the order of combine_grads' lists
+        self.m_aux: Tensor | None = None
+
+    def combine_grads(self, g_main: list[Tensor], g_aux: list[Tensor]) -> list[Tensor]:
+        n_main = torch.stack([g.norm() for g in g_main])
+        n_aux = torch.stack([g.norm() for g in g_aux])
+        if self.m_main is None or self.m_main.shape != n_main.shape:
+            self.m_main, self.m_aux = torch.zeros_like(n_main), torch.zeros_like(n_aux)
+        self.m_main = self.beta * self.m_main.to(n_main) + (1 - self.beta) * n_main
+        self.m_aux = self.beta * self.m_aux.to(n_aux) + (1 - self.beta) * n_aux
+        reached = self.m_aux > 0
+        ratio = self.m_main / torch.where(reached, self.m_aux, torch.ones_like(self.m_aux))
+        if self.variant == "reduce":
+            adapt = n_aux > n_main
+        elif self.variant == "enlarge":
+            adapt = n_aux < n_main
+        else:
+            adapt = torch.ones_like(reached)
+        adapt = adapt & reached
+        scale = torch.where(adapt, ratio * self.relax + (1 - self.relax),
+                            torch.ones_like(ratio))
+        self.record(aux_scale=scale.mean(), adapted=adapt.float().mean())
+        return [m + s * a for m, s, a in zip(g_main, scale.unbind(), g_aux, strict=True)]

@@ -72,6 +72,13 @@ class Objective:
         self.raw_total = total.detach()
         return Step(total, objective, below, main)
 
+    def after_step(self, main: LossTerm, aux: LossTerm) -> None:
+        """The step's batch's losses after the step (`Strategy.after_step`), with L_main
+        flooded per example as the weighting saw it in the step under example flooding."""
+        if self.flooding == "example":
+            main = flood_examples(main, self.b)
+        self.weighting.after_step(main, aux)
+
 
 def build_objective(name: str, params: dict[str, Any], b: float = 0.0) -> Objective:
     """A fresh Objective (fresh state) for one run of strategy `name` with the weighting's

@@ -2,8 +2,13 @@
 
 A strategy name is a weighting (`plain`, `weighted`, `reweight`, `uncertainty`, `dwa`, `gcs`,
 `pcgrad`, or a plugin) with an optional flooding suffix (`-flood`, `-iflood`: see names.py).
-Groups: `all` (the four strategies of the source: plain, reweight, flood, reweight-flood) and
-`builtins` (every built-in weighting, plus flood, reweight-flood and iflood).
+Groups: `all` (the four strategies of the source: plain, reweight, flood, reweight-flood),
+`builtins` (every built-in weighting that needs no extra, plus flood, reweight-flood and
+iflood) and `jd` (torchjd's gradient aggregators: mgda, cagrad, ..., with `lossbench[jd]`).
+
+A built-in that needs an optional extra (`Entry.extra`) is listed and described without it;
+naming it for a run (`canonical`) without the extra's modules is a one-line ConfigError that
+says what to install, before anything is written.
 
 Plugins: `--strategy pkg.module:ClassName` (or `path/to/file.py:ClassName`) imports a
 `Strategy` subclass; installed packages register under the entry-point group
@@ -29,8 +34,9 @@ from lossbench.strategies.names import FLOOD_SUFFIX, join_name, split_name
 from lossbench.strategies.param import Param
 
 GROUPS = {"all": ("plain", "reweight", "flood", "reweight-flood"),
-          "builtins": (*(entry.name for entry in BUILTINS), "flood", "reweight-flood",
-                       "iflood")}
+          "builtins": (*(entry.name for entry in BUILTINS if not entry.extra), "flood",
+                       "reweight-flood", "iflood"),
+          "jd": tuple(entry.name for entry in BUILTINS if entry.extra == "jd")}
 ENTRY_POINT_GROUP = "lossbench.strategies"
 RESERVED = frozenset({"b", "b_example", "strategy", "seed", "params"})
 """Names a strategy parameter may not take. The configuration refuses a parameter named like
@@ -180,9 +186,10 @@ def known_names() -> list[str]:
 
 
 def canonical(name: str) -> str:
-    """A validated, canonical strategy name (`plain-flood` -> `flood`)."""
+    """A validated, canonical strategy name (`plain-flood` -> `flood`): a known weighting
+    whose extra, if it needs one, is installed (a ConfigError otherwise)."""
     weighting, flooding = split_name(name.strip())
-    entry(weighting)
+    entry(weighting).require()
     return join_name(weighting, flooding)
 
 
@@ -255,7 +262,8 @@ def flood_level(name: str, given: dict[str, Any], b: float, b_example: float = -
 def describe() -> list[dict]:
     """One entry per registered weighting for `lossbench strategies` (plugins from entry
     points included): name, flooded variants, its whole docstring (the formula), params,
-    logs, citation."""
+    logs, citation, and the extra it needs (`extra`, "" for none; `installed`: whether its
+    modules are)."""
     import inspect
 
     load_entry_points()
@@ -267,7 +275,8 @@ def describe() -> list[dict]:
                      "doc": inspect.cleandoc(cls.__doc__ or ""), "citation": cls.citation,
                      "baseline": "plain" if name != "plain" else "-",
                      "gradients": cls.needs_grads, "fusable": cls.fusable,
-                     "logs": list(cls.logs),
+                     "logs": list(cls.logs), "extra": known.extra,
+                     "installed": not known.missing(),
                      "params": [param_row(p) for p in known.all_params]})
     return rows
 
@@ -308,5 +317,6 @@ def describe_flooding(b: Param, b_example: Param) -> list[dict]:
         rows.append({"name": f"X{FLOOD_SUFFIX[flooding]}", "kind": "flooding",
                      "variants": examples, "doc": doc, "citation": citation,
                      "baseline": "X (no flooding)", "gradients": False, "fusable": True, "logs": [],
+                     "extra": "", "installed": True,
                      "params": [param_row(p) for p in dict.fromkeys(levels)]})
     return rows

@@ -15,8 +15,10 @@ optimiser state; checkpoints resume fused or unfused; `seconds` is the group's e
 per run. On resume the runs are grouped by their checkpoint's epoch.
 
 Fusable (`fuse_blocker`): runs that differ only in strategy, b and strategy parameters, with
-`fusable = True` weightings (plain, weighted, reweight, dwa, flooded or not). Not fused, run
-unfused: uncertainty (learnable weights), gcs, pcgrad (per-run gradients), GRU4Rec (no vmap
+`fusable = True` weightings (plain, weighted, reweight, dwa, rlw, flooded or not; each run's
+`begin_epoch` hook is called as in an unfused run). Not fused, run unfused: uncertainty
+(learnable weights), gcs, pcgrad, metabalance (per-run gradients), gradnorm (gradients at
+the last shared layer), famo (losses recomputed after the step), GRU4Rec (no vmap
 rule for `aten::gru`), and on CUDA dropout > 0 unless `allow_dropout`: the fused attention
 kernels do not vmap, so the fused forward uses the math backend on CUDA, whose dropout draws
 differ from those of an unfused run's kernel (on the CPU they are identical).
@@ -74,9 +76,10 @@ PER_RUN_FIELDS = ("strategy", "b", "b_example", "params")
 def fuse_blocker(cfg: RunConfig, allow_dropout: bool = False) -> str | None:
     """Why `cfg` cannot train in a fused group (one line), or None when it can."""
     cls = weighting_class(split_name(cfg.strategy.name)[0])
-    if not cls.fusable or cls.needs_grads:
-        return (f"strategy '{cfg.strategy.name}' is not fusable (learnable weights or per-run "
-                "gradients)")
+    if (not cls.fusable or cls.needs_grads or cls.needs_new_losses
+            or cls.needs_shared_layer):
+        return (f"strategy '{cfg.strategy.name}' is not fusable (learnable weights, per-run "
+                "gradients or losses recomputed after the step)")
     if cfg.model.name not in FUSABLE_MODELS:
         return f"model '{cfg.model.name}' cannot be vmapped"
     dropout = cfg.model.dropout > 0 or attention_dropout(cfg.model) > 0
@@ -166,6 +169,8 @@ class Stacked:
         epoch_steps = steps_per_epoch(task, cfg.train.batch_size)
         steps = []
         self.wrapper.train()
+        for run in self.runs:  # each run's strategy, as an unfused run's (RLW's draws)
+            run.objective.weighting.begin_epoch(epoch, run_seeds(cfg.seed).batch)
         batches = epoch_batches(task, cfg.train.batch_size, generator, self.device)
         for k, (inputs, targets) in enumerate(batches, 1):
             set_lr(self.optimizer, cfg.optim, cfg.train.epochs, epoch, k, epoch_steps)

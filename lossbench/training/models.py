@@ -76,6 +76,11 @@ class SASRec(nn.Module):
         """hidden [..., H] -> scores [..., n_items + 1], padding column = -inf."""
         return score_items(hidden, self.item_emb.weight, self.item_bias)
 
+    def last_shared(self) -> nn.Module:
+        """The last layer both losses reach (`last_shared_layer`): the last block's second
+        LayerNorm, whose output is the sequence representation."""
+        return self.blocks[-1].ln2
+
 
 class GRU4Rec(nn.Module):
     """GRU4Rec (Hidasi et al., 2016) as in RecBole: embedding, dropout, GRU, linear."""
@@ -100,6 +105,22 @@ class GRU4Rec(nn.Module):
     def logits(self, hidden: Tensor) -> Tensor:
         """hidden [..., H] -> scores [..., n_items + 1], padding column = -inf."""
         return score_items(hidden, self.item_emb.weight, self.item_bias)
+
+    def last_shared(self) -> nn.Module:
+        """The last layer both losses reach (`last_shared_layer`): the output projection."""
+        return self.dense
+
+
+def last_shared_layer(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters of the model's last shared layer, for strategies that balance
+    gradient norms there (GradNorm: `Strategy.needs_shared_layer`). L_main (scores of the
+    representation against the item embeddings) and L_aux (SupCon on the representation of
+    two views) both start from the sequence representation, the encoder's last output; the
+    last parameters both reach are those of the layer that makes it: SASRec's last block's
+    `ln2` (post-LN: the block ends in it), GRU4Rec's `dense`. The item embeddings are reached
+    by both too, but they are the first layer (and L_main's output layer), not the last
+    shared one; the item bias is L_main's alone."""
+    return list(model.last_shared().parameters())
 
 
 def attention_dropout(cfg: ModelConfig) -> float:

@@ -6,6 +6,9 @@ Per epoch (`SingleModel.train_epoch`): batches in an order that depends only on 
 epoch); for each batch `losses = compute_losses(...)`, `step = objective(losses.main,
 losses.aux)` (the strategy and its flooding, lossbench/strategies/), one optimiser step on
 `step.objective` (or, for a gradient-combining strategy, on the gradient it combines). The
+strategy's hooks (lossbench/strategies/base.py): `begin_epoch` before the epoch's batches,
+`after_step` with the batch's losses computed again after the step (`losses_again`), the
+last shared layer given once (`set_shared_layer`). The
 rest (validation, the best epoch, early stopping, divergence, checkpoints, the test split at
 the end) is the one training loop's, lossbench/training/loop.py, which fused runs share.
 """
@@ -29,7 +32,7 @@ from lossbench.training.checkpoint import load_checkpoint, to_numpy
 from lossbench.training.loop import Best, EndCallback, EpochCallback, RunState, train_runs
 from lossbench.training.losses import compute_losses
 from lossbench.training.metrics import evaluate
-from lossbench.training.models import build_model
+from lossbench.training.models import build_model, last_shared_layer
 
 
 @dataclass
@@ -102,12 +105,19 @@ def init_model(task: Task, cfg: RunConfig, device: torch.device) -> torch.nn.Mod
     return build_model(task.n_items, cfg.task.max_len, cfg.model).to(device)
 
 
-def train_step(model, optimizer, objective: Objective, losses) -> tuple:
+def train_step(model, optimizer, objective: Objective, losses, shared_only: bool = False
+               ) -> tuple:
     """One optimiser step; returns the Step (total, objective, below). A loss-level strategy
     is minimised by backpropagating `step.objective`. A gradient-combining one gets the
     gradients of L_main and L_aux (two backward passes), combines them, and under batch
     flooding the combined gradient flips sign when the total is below b (the gradient of
-    |L - b| + b)."""
+    |L - b| + b).
+
+    Which parameters are combined: by default all of them, a loss that does not reach a
+    parameter (its autograd gradient is None) giving it zeros. With `shared_only` (the
+    setting of that name) only those both losses reach; one only L_main reaches takes
+    L_main's gradient alone, one only L_aux reaches L_aux's, one neither reaches zeros
+    (`shared_only_combine`)."""
     step = objective(losses.main, losses.aux)
     optimizer.zero_grad(set_to_none=True)
     strategy = objective.weighting
@@ -121,10 +131,13 @@ def train_step(model, optimizer, objective: Objective, losses) -> tuple:
         g_aux = (torch.autograd.grad(losses.aux.mean, params, retain_graph=bool(extra),
                                      allow_unused=True)
                  if losses.aux.mean.requires_grad else [None] * len(params))
-        zeros = [torch.zeros_like(p) for p in params]
-        g_main = [g if g is not None else z for g, z in zip(g_main, zeros, strict=True)]
-        g_aux = [g if g is not None else z for g, z in zip(g_aux, zeros, strict=True)]
-        combined = strategy.combine_grads(g_main, g_aux)
+        if shared_only:
+            combined = shared_only_combine(strategy, params, list(g_main), list(g_aux))
+        else:
+            zeros = [torch.zeros_like(p) for p in params]
+            g_main = [g if g is not None else z for g, z in zip(g_main, zeros, strict=True)]
+            g_aux = [g if g is not None else z for g, z in zip(g_aux, zeros, strict=True)]
+            combined = strategy.combine_grads(g_main, g_aux)
         sign = 1.0 - 2.0 * step.below if objective.flooding == "batch" else 1.0
         for p, g in zip(params, combined, strict=True):
             p.grad = g * sign
@@ -133,6 +146,47 @@ def train_step(model, optimizer, objective: Objective, losses) -> tuple:
                 p.grad = g
     optimizer.step()
     return step
+
+
+def shared_only_combine(strategy, params: list, g_main: list, g_aux: list) -> list:
+    """The `shared_only` rule: `strategy.combine_grads` over the parameters both losses
+    reach (gradient not None), in their order; L_main's gradient alone where only it
+    reaches, L_aux's alone where only it does, zeros where neither does."""
+    both = [i for i, (a, b) in enumerate(zip(g_main, g_aux, strict=True))
+            if a is not None and b is not None]
+    out = [a if a is not None else b if b is not None else torch.zeros_like(p)
+           for p, a, b in zip(params, g_main, g_aux, strict=True)]
+    if both:
+        mixed = strategy.combine_grads([g_main[i] for i in both], [g_aux[i] for i in both])
+        for i, g in zip(both, mixed, strict=True):
+            out[i] = g
+    return out
+
+
+def replay_point(generator: torch.Generator, device: torch.device) -> tuple:
+    """What `losses_again` needs to draw a step's random numbers again: the epoch
+    generator's state (the augmented view comes next) and the global RNG's (dropout), taken
+    before the step's forward pass."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return generator.get_state(), torch.get_rng_state(), cuda
+
+
+def losses_again(model, inputs, targets, cfg, epoch: int, replay: tuple):
+    """The losses of a batch once more, after the step (`Strategy.needs_new_losses`): under
+    `torch.no_grad`, the model in training mode, with the same augmented view (drawn from a
+    copy of the epoch generator at its state in `replay`) and the same dropout masks (the
+    global RNG set to its state in `replay`, then restored), so that only the new weights
+    differ. Neither the epoch generator nor the global RNG moves: the next batches and
+    draws are those of every other strategy."""
+    generator_state, cpu_state, cuda_state = replay
+    generator = torch.Generator()
+    generator.set_state(generator_state)
+    devices = [inputs.device] if cuda_state is not None else []
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        torch.set_rng_state(cpu_state)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state(cuda_state, inputs.device)
+        return compute_losses(model, inputs, targets, cfg, epoch, generator)
 
 
 def epoch_batches(task: Task, batch_size: int, generator: torch.Generator,
@@ -156,6 +210,8 @@ class SingleModel:
                  device: torch.device) -> None:
         self.runs, self.template, self.task, self.device = [run], model, task, device
         self.strategy = run.objective.weighting.to(device)
+        if self.strategy.needs_shared_layer:
+            self.strategy.set_shared_layer(last_shared_layer(model))
         self.optimizer = make_optimizer(model, run.cfg.optim, list(self.strategy.parameters()))
         if run.checkpoint is not None and run.checkpoint.exists():
             done, run.rows, best = load_checkpoint(run.checkpoint, model, self.optimizer,
@@ -173,11 +229,18 @@ class SingleModel:
         epoch_steps = steps_per_epoch(self.task, cfg.train.batch_size)
         steps = []
         model.train()
+        self.strategy.begin_epoch(epoch, run_seeds(cfg.seed).batch)
+        again = self.strategy.needs_new_losses
         batches = epoch_batches(self.task, cfg.train.batch_size, generator, self.device)
         for k, (inputs, targets) in enumerate(batches, 1):
             set_lr(self.optimizer, cfg.optim, cfg.train.epochs, epoch, k, epoch_steps)
+            replay = replay_point(generator, self.device) if again else None
             losses = compute_losses(model, inputs, targets, cfg.losses, epoch, generator)
-            step = train_step(model, self.optimizer, run.objective, losses)
+            step = train_step(model, self.optimizer, run.objective, losses,
+                              cfg.strategy.shared_only)
+            if replay is not None:
+                new = losses_again(model, inputs, targets, cfg.losses, epoch, replay)
+                run.objective.after_step(new.main, new.aux)
             steps.append(torch.stack([step.total.detach(), step.objective.detach(),
                                       losses.main.mean.detach(), losses.aux.mean.detach(),
                                       step.below.detach()]))
