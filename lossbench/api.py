@@ -180,7 +180,8 @@ def tune(strategy: str | list[str] | None = None, trials: int = 20, seeds: int =
 def strategies() -> list[dict]:
     """`lossbench strategies`: every registered weighting (plugins from entry points too)
     with its flooded variants, formula, parameters, defaults, baseline and citation, then
-    the two flooding modifiers (X-flood, X-iflood) with their flood-level settings."""
+    the flooding modifiers (X-flood, X-iflood, X-adaflood) with their flood-level settings
+    and parameters."""
 
     defaults = RunConfig()
     b = Param("b", defaults.strategy.b, "flood level of X-flood, on the scale of the weighted "

@@ -60,3 +60,13 @@ def strategy_generator(batch_seed: int, epoch: int, tag: str) -> torch.Generator
         seed = ((batch_seed * 100_003 + epoch) * 1_000_003 + crc32(tag)) mod 2^63"""
     seed = (batch_seed * 100_003 + epoch) * 1_000_003 + zlib.crc32(tag.encode())
     return torch.Generator().manual_seed(seed % 2**63)
+
+
+def fold_generator(data_seed: int, tag: str) -> torch.Generator:
+    """The generator that deals a run's training rows into folds (AdaFlood's auxiliary
+    models: lossbench/training/adaflood.py): a pure function of the data seed and `tag`, like
+    the data it splits, so every strategy of a seed, and a resumed run, gets the same folds:
+
+        seed = (data_seed * 1_000_003 + crc32(tag)) mod 2^63"""
+    return torch.Generator().manual_seed((data_seed * 1_000_003 + zlib.crc32(tag.encode()))
+                                         % 2**63)

@@ -87,7 +87,7 @@ def test_strategies_command_lists_every_strategy(runner):
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert list(rows) == ["plain", "weighted", "reweight", "uncertainty", "dwa", "gcs",
                           "pcgrad", "rlw", "gradnorm", "famo", "metabalance", *JD, "X-flood",
-                          "X-iflood"]
+                          "X-iflood", "X-adaflood"]
     assert all(rows[name]["extra"] == "jd" for name in JD)
     assert not rows["rlw"]["extra"] and rows["rlw"]["installed"]
     assert rows["weighted"]["params"][0] | {} == {"name": "w", "type": "float",

@@ -202,3 +202,17 @@ def test_bad_input_is_one_line_and_writes_nothing(runner, tmp_path, bad, says):
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert says in result.stderr
     assert not out.exists()
+
+
+def test_adaflood_arm_tunes_gamma_and_no_single_flood_level():
+    """AdaFlood floods each example at its own level: its arm searches gamma, never a b, and
+    `--space b=...` names nothing it has; iFlood keeps its b."""
+    from lossbench.config import RunConfig
+    from lossbench.errors import ConfigError
+    from lossbench.runner.space import arm_dimensions, check_overrides
+
+    dims = [d.name for d in arm_dimensions(RunConfig(), "reweight-adaflood", ["lr"], {}, set())]
+    assert dims == ["lr", "alpha", "lam", "adaflood_gamma"]
+    assert [d.name for d in arm_dimensions(RunConfig(), "iflood", [], {}, set())] == ["b"]
+    with pytest.raises(ConfigError, match="no arm of this tune has a parameter 'b'"):
+        check_overrides({"b": None}, set(), ["adaflood"], ["lr"])

@@ -113,7 +113,8 @@ ThreadsOpt = Annotated[int | None, typer.Option(
 StrategyOpt = Annotated[list[str] | None, typer.Option(
     "--strategy", "-s", metavar="NAME",
     help="A strategy (plain, reweight, flood, reweight-flood, weighted, "
-    "uncertainty, dwa, gcs, pcgrad, iflood, any X-flood or X-iflood; see lossbench "
+    "uncertainty, dwa, gcs, pcgrad, iflood, adaflood, any X-flood, X-iflood or X-adaflood; "
+    "see lossbench "
     "strategies), a group (all = plain, reweight, flood, reweight-flood; builtins) or a "
     "plugin module:Class; repeatable.")]
 ConfigOpt = Annotated[Path | None, typer.Option(

@@ -9,6 +9,7 @@ from typing import Any
 from lossbench.config.sections import RunConfig
 from lossbench.errors import ConfigError
 from lossbench.strategies import registry
+from lossbench.strategies.names import FLOOD_TARGETS
 from lossbench.strategies.param import Param
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -20,6 +21,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "lr_schedule": ("constant", "cosine"),
     "best_by": ("val_loss", "val_acc", "val_hr10", "val_ndcg10"),
     "device": ("auto", "cpu", "cuda"),
+    "flood_target": FLOOD_TARGETS,
 }
 POSITIVE = ("n_items", "n_train_users", "n_val_users", "n_test_users", "seq_len", "taste_dim",
             "markov_fanout", "max_len", "hidden", "n_layers", "n_heads", "inner",

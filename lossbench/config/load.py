@@ -12,7 +12,8 @@ from lossbench.bundled import resolve_config
 from lossbench.config.keys import flat, setting_params, setting_paths, with_settings
 from lossbench.config.sections import RunConfig
 from lossbench.errors import ConfigError
-from lossbench.strategies import GROUPS, all_params, expand, owners
+from lossbench.strategies import GROUPS, all_params, expand, owners, split_name
+from lossbench.strategies.names import PER_EXAMPLE, flood_target_error
 from lossbench.strategies.param import Param
 
 
@@ -63,9 +64,13 @@ def validate(cfg: RunConfig, source: str = "") -> RunConfig:
     for key, value in flat(cfg).items():
         if key != "params":
             params[key].check(value, where)
-    expand([cfg.strategy.name])
+    names = expand([cfg.strategy.name])
     for key, value in cfg.strategy.params.items():
         coerce(key, value, source)
+    target = cfg.strategy.flood_target
+    for flooding in {split_name(name)[1] for name in names} & set(PER_EXAMPLE):
+        if target != "total":
+            raise ConfigError(flood_target_error(target, flooding) + where)
     task, model = cfg.task, cfg.model
     if task.train_stride > task.max_len:
         raise ConfigError(f"train_stride ({task.train_stride}) must be <= max_len "

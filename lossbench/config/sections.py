@@ -188,6 +188,15 @@ class StrategyConfig:
     alone, one only L_aux reaches L_aux's (training/trainer.py, train_step). false = every
     parameter takes part, a loss that does not reach it giving a zero gradient (lossbench's
     rule before this setting)."""
+    flood_target: str = "total"
+    """What batch flooding (X-flood) floods: `total`, the weighted total, L = |w(L_main,
+    L_aux) - b| + b (Ishida et al.; lossbench's rule before this setting); `main`, L_main
+    alone before the weighting combines it, L = w(|L_main - b| + b, L_aux); `aux`, L_aux
+    alone, L = w(L_main, |L_aux - b| + b). b is on the scale of what floods; `train_loss` is
+    then the weighted total of the flooded term. A gradient strategy gets the flooded loss's
+    gradient with its sign flipped below b. Example flooding (X-iflood) and AdaFlood
+    (X-adaflood) flood L_main's examples by definition: with them, another value than `total`
+    is an error (strategies/objective.py)."""
     params: dict = field(default_factory=dict)
     """Strategy parameters by name (alpha, lam, w, ...: each declared, with its type, range
     and default, by a strategy in the registry, lossbench/strategies/). In a config file or

@@ -62,11 +62,11 @@ def varying_settings(runs: list[Run]) -> list[str]:
 
 
 def group_label(config: dict, varying: list[str]) -> str:
-    """`flood b=0.1` (b shown for flooded strategies or b != 0), then the varying settings
-    this run has (`weighted w=0.3`)."""
+    """`flood b=0.1` (b shown for strategies flooded at one level, or b != 0), then the
+    varying settings this run has (`weighted w=0.3`, `adaflood adaflood_gamma=0.2`)."""
     flat = settings_of(config)
     label = config["strategy"]
-    if registry.split_name(label)[1] != "none" or config["b"]:
+    if registry.split_name(label)[1] not in ("none", "adaflood") or config["b"]:
         label += f" b={config['b']:g}"
     return " ".join([label, *(f"{k}={flat[k]}" for k in varying if k in flat)])
 

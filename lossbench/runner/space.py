@@ -204,6 +204,12 @@ def task_settings() -> set[str]:
     return {k for k, path in setting_paths().items() if path[0] == TASK_SECTION}
 
 
+def has_flood_level(strategy: str) -> bool:
+    """Whether a strategy floods at one level b (batch flooding and iFlood); AdaFlood's
+    levels are per example, from its auxiliary models, and it has no b to tune."""
+    return registry.split_name(strategy)[1] in ("batch", "example")
+
+
 def arm_dimensions(base: RunConfig, strategy: str, tuned: list[str],
                    overrides: dict[str, Search], fixed: set[str]) -> list[Dimension]:
     """The dimensions of one arm (module docstring), unresolved: relative ranges still wait
@@ -217,15 +223,14 @@ def arm_dimensions(base: RunConfig, strategy: str, tuned: list[str],
             raise ConfigError(f"setting '{name}' has no default tuning range: give one with "
                               f"--space {name}=LO:HI")
         dims.append(Dimension(name, "setting", param, typed(search, param)))
-    weighting, flooding = registry.split_name(strategy)
-    for param in registry.entry(weighting).params:
+    for param in registry.strategy_params(strategy):
         search = overrides.get(param.name) or param.search
         if param.name in fixed or search is None:
             continue
         if param.type is str and not search.choices:
             raise ConfigError(f"--space {param.name}: a text parameter takes choices a,b,c")
         dims.append(Dimension(param.name, "parameter", param, typed(search, param)))
-    if flooding != "none":
+    if has_flood_level(strategy):
         level = Param("b", 0.0, "flood level", lo=0.0)
         dims.append(Dimension("b", "flood level", level, overrides.get("b") or FLOOD_SEARCH))
     return dims
@@ -237,9 +242,8 @@ def check_overrides(overrides: dict[str, Search], fixed: set[str], strategies: l
     `strategies`, or b with a flooded strategy; a fixed parameter cannot have a range."""
     names = set(tuned)
     for strategy in strategies:
-        weighting, flooding = registry.split_name(strategy)
-        names |= {p.name for p in registry.entry(weighting).params}
-        names |= {"b"} if flooding != "none" else set()
+        names |= {p.name for p in registry.strategy_params(strategy)}
+        names |= {"b"} if has_flood_level(strategy) else set()
     for name in overrides:
         if name in fixed:
             raise ConfigError(f"'{name}' is fixed by its option; it cannot also be tuned with "

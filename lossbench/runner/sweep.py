@@ -186,11 +186,16 @@ def check_sweep(strategy: str, param: str, select: str) -> str:
         if flooding == "none":
             raise ConfigError(f"sweep-b floods: --strategy must be a flooded strategy (flood, "
                               f"reweight-flood, X-flood, X-iflood), got '{strategy}'")
+        if flooding == "adaflood":
+            raise ConfigError(f"'{strategy}' has no flood level b (AdaFlood's levels are per "
+                              "example); sweep adaflood_gamma instead: lossbench sweep "
+                              f"--strategy {strategy} --param adaflood_gamma")
         return strategy
     own = registry.run_params(strategy, {})
+    levels = ["b"] if flooding in ("batch", "example") else []
     if param not in own:
         raise ConfigError(f"strategy '{strategy}' has no parameter '{param}' to sweep; it has: "
-                          f"{', '.join(['b'] * (flooding != 'none') + list(own)) or 'none'}")
+                          f"{', '.join(levels + list(own)) or 'none'}")
     return strategy
 
 

@@ -8,7 +8,8 @@ The package, one module per job:
 - `param.py`: `Param`, a strategy parameter (type, default, range, doc, tuning range
   `Search`) and its value check.
 - `catalog.py`: the registry's `Entry` and the built-in weightings' entries.
-- `names.py`: the name grammar, weighting + flooding suffix (`reweight-flood`, `dwa-iflood`).
+- `names.py`: the name grammar, weighting + flooding suffix (`reweight-flood`, `dwa-iflood`,
+  `reweight-adaflood`).
 - `registry.py`: which weightings exist (built-ins, plugins), their parameters, groups.
 - `base.py`: the contract a plugin implements: `Strategy`, and `LossTerm`, what it is given.
 - `objective.py`: one run's objective, a weighting and its flooding (`build_objective`).
@@ -41,6 +42,7 @@ from lossbench.strategies.registry import (
     owners,
     register,
     run_params,
+    strategy_params,
     weighting_class,
 )
 
@@ -53,6 +55,8 @@ TORCH_NAMES = {
     "build_strategy": "lossbench.strategies.objective",
     "flood": "lossbench.strategies.flooding",
     "flood_examples": "lossbench.strategies.flooding",
+    "adaflood_level": "lossbench.strategies.flooding",
+    "flood_one": "lossbench.strategies.objective",
     "reweight_theta": "lossbench.strategies.reweighting",
 }
 """Public names that need torch -> the module that defines them."""
@@ -60,7 +64,7 @@ TORCH_NAMES = {
 __all__ = ["FLOOD_SUFFIX", "GROUPS", "REGISTRY", "Param", "Search", "all_params", "canonical",
            "describe", "entry", "expand", "flood_level", "join_name", "known_names",
            "no_flood_baseline", "order_key", "owners", "register", "run_params", "split_name",
-           "weighting_class",
+           "strategy_params", "weighting_class",
            *TORCH_NAMES]
 
 

@@ -177,3 +177,24 @@ BUILTINS: tuple[Entry, ...] = (
 two to three decades around the published defaults; reweight's theta0, detach_theta and eps
 (an initial value, the source's variant, a numerical guard) and uncertainty's initial
 log-variance are not tuned unless `--space` names them."""
+
+FLOODING_PARAMS: dict[str, tuple[Param, ...]] = {
+    "adaflood": (
+        Param("adaflood_gamma", 0.5, "AdaFlood's correction gamma: each example's level is "
+              "theta_i = -log((1 - gamma) exp(-l_i) + gamma), l_i its loss under the auxiliary "
+              "model that did not train on it (0: theta_i = l_i; 1: theta_i = 0, no flooding)",
+              lo=0.0, hi=1.0, search=Search(0.0, 0.9)),
+        Param("adaflood_folds", 2, "AdaFlood's folds K: the training rows are dealt into K "
+              "folds, and K auxiliary models each train on the other K - 1", lo=2),
+        Param("adaflood_aux_epochs", 0, "epochs of each AdaFlood auxiliary model (the weights "
+              "of its best validation epoch are kept); 0 = the run's epochs", lo=0),
+    ),
+}
+"""The parameters of a flooding modifier, by flooding kind (names.FLOOD_SUFFIX): a run of
+`X-adaflood` has them next to its weighting's (`registry.run_params`). The auxiliary models
+depend on the folds and their epochs, not on gamma, so a run with another gamma reuses them
+(lossbench/training/adaflood.py). gamma 0.5 is the authors' code's default (their
+`AdaFloodCLSLoss`); K = 2 is the cheapest held-out split (the authors' code defaults to 5
+auxiliary models): two models on half the rows each cost about one run. The folds and the
+auxiliary epochs are a budget, not tuned: `lossbench tune` tunes gamma alone, so that every
+trial of an arm costs the same (and reuses the same cached auxiliary models)."""

@@ -1,7 +1,9 @@
 """The strategy registry: the one place that knows which weightings exist and what they take.
 
 A strategy name is a weighting (`plain`, `weighted`, `reweight`, `uncertainty`, `dwa`, `gcs`,
-`pcgrad`, or a plugin) with an optional flooding suffix (`-flood`, `-iflood`: see names.py).
+`pcgrad`, or a plugin) with an optional flooding suffix (`-flood`, `-iflood`, `-adaflood`: see
+names.py). A flooding modifier may have parameters of its own (`catalog.FLOODING_PARAMS`:
+AdaFlood's); a run of it has them next to its weighting's (`run_params`).
 Groups: `all` (the four strategies of the source: plain, reweight, flood, reweight-flood),
 `builtins` (every built-in weighting that needs no extra, plus flood, reweight-flood and
 iflood) and `jd` (torchjd's gradient aggregators: mgda, cagrad, ..., with `lossbench[jd]`).
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from lossbench.errors import ConfigError
-from lossbench.strategies.catalog import BUILTINS, Entry
+from lossbench.strategies.catalog import BUILTINS, FLOODING_PARAMS, Entry
 from lossbench.strategies.names import FLOOD_SUFFIX, join_name, split_name
 from lossbench.strategies.param import Param
 
@@ -61,7 +63,7 @@ def register(cls: type, name: str | None = None) -> type:
         raise ConfigError(f"{where} is not a subclass of lossbench.strategies.Strategy")
     if not name or name.endswith(tuple(FLOOD_SUFFIX.values())) or name in GROUPS:
         raise ConfigError(f"{where}: a strategy needs a name that is not a group and does "
-                          "not end in -flood or -iflood")
+                          "not end in -flood, -iflood or -adaflood")
     known = all_params()
     entry = Entry.of_class(cls, name)
     for param in entry.all_params:
@@ -181,7 +183,7 @@ def known_names() -> list[str]:
     """Every strategy name and group a user can type (for errors and help)."""
     names = []
     for weighting in REGISTRY:
-        names += [weighting, join_name(weighting, "batch"), join_name(weighting, "example")]
+        names += [weighting, *(join_name(weighting, flooding) for flooding in FLOOD_SUFFIX)]
     return [*dict.fromkeys(names), *GROUPS]
 
 
@@ -219,35 +221,51 @@ def order_key(name: str) -> tuple[int, int, str]:
 
 
 def all_params() -> dict[str, Param]:
-    """Every registered parameter by name (weighting params and flood-level params)."""
+    """Every registered parameter by name (weighting params, flood-level params and the
+    flooding modifiers' params)."""
     out: dict[str, Param] = {}
     for known in REGISTRY.values():
         for param in known.all_params:
+            out.setdefault(param.name, param)
+    for params in FLOODING_PARAMS.values():
+        for param in params:
             out.setdefault(param.name, param)
     return out
 
 
 def owners(param_name: str) -> list[str]:
-    """The weightings that declare a parameter (for help texts)."""
-    return [name for name, known in REGISTRY.items()
-            if any(p.name == param_name for p in known.all_params)]
+    """The weightings, and flooding modifiers (`X-adaflood`), that declare a parameter (for
+    help texts)."""
+    return [*(name for name, known in REGISTRY.items()
+              if any(p.name == param_name for p in known.all_params)),
+            *(f"X{FLOOD_SUFFIX[flooding]}" for flooding, params in FLOODING_PARAMS.items()
+              if any(p.name == param_name for p in params))]
+
+
+def strategy_params(name: str) -> tuple[Param, ...]:
+    """The parameters of strategy `name`: its weighting's, then its flooding modifier's
+    (`catalog.FLOODING_PARAMS`: `adaflood_gamma`, ... for `X-adaflood`)."""
+    weighting, flooding = split_name(name)
+    return (*entry(weighting).params, *FLOODING_PARAMS.get(flooding, ()))
 
 
 def run_params(name: str, given: dict[str, Any]) -> dict[str, Any]:
-    """The parameters of one run of strategy `name`: its weighting's registered params, each
-    from `given` (checked) or its default. Settings of other strategies in `given` are left
-    out, so they never change this run's folder."""
+    """The parameters of one run of strategy `name`: its weighting's registered params, then
+    its flooding modifier's (`catalog.FLOODING_PARAMS`: `adaflood_gamma`, ... for
+    `X-adaflood`), each from `given` (checked) or its default. Settings of other strategies
+    in `given` are left out, so they never change this run's folder."""
     return {p.name: p.check(given[p.name]) if p.name in given else p.default
-            for p in entry(split_name(name)[0]).params}
+            for p in strategy_params(name)}
 
 
 def flood_level(name: str, given: dict[str, Any], b: float, b_example: float = -1.0
                 ) -> float:
-    """The flood level b of a run: 0 without flooding; for example flooding `b_example` when
-    it is >= 0 (one example's scale); for batch flooding the weighting's own flood-level
-    setting when it has one and it is >= 0 (`b_reweight`); else `b`."""
+    """The flood level b of a run: 0 without flooding, and for AdaFlood (its levels are per
+    example, from its auxiliary models); for example flooding `b_example` when it is >= 0
+    (one example's scale); for batch flooding the weighting's own flood-level setting when it
+    has one and it is >= 0 (`b_reweight`); else `b`."""
     weighting, flooding = split_name(name)
-    if flooding == "none":
+    if flooding in ("none", "adaflood"):
         return 0.0
     if flooding == "example":
         return float(b_example if b_example >= 0 else b)
@@ -292,7 +310,10 @@ FLOODING = {
     "batch": ("Batch flooding: each step's weighted total L is replaced by |L - b| + b. Above "
               "the flood level b this is L; below it, 2b - L, so the gradient flips sign and "
               "the training loss is pushed back up towards b (the validation loss can then "
-              "descend a second time).",
+              "descend a second time). The setting flood_target (--set flood_target=...) "
+              "chooses what floods: total (the weighted total, the default), main (L_main "
+              "alone before the weighting: L = w(|L_main - b| + b, L_aux)) or aux (L_aux "
+              "alone); b is on the scale of what floods.",
               "Ishida, Yamane, Sakai, Niu & Sugiyama, Do We Need Zero Training Loss After "
               "Achieving Zero Training Error?, ICML 2020"),
     "example": ("Example flooding (iFlood): every L_main example floods alone, l_i -> "
@@ -300,23 +321,37 @@ FLOODING = {
                 "flooded.",
                 "Xie, Wang, Yu, Li & Wang, iFlood: A Stable and Effective Regularizer, "
                 "ICLR 2022"),
+    "adaflood": ("Adaptive flooding (AdaFlood): every L_main example floods at its own level, "
+                 "l_i -> |l_i - theta_i| + theta_i, before the weighting takes the batch mean "
+                 "(L_aux is not flooded). The training rows are dealt into K folds "
+                 "(adaflood_folds); K auxiliary models, the run's model trained on L_main alone "
+                 "on the other K - 1 folds (adaflood_aux_epochs, keeping the best validation "
+                 "epoch), give each example its held-out loss l_aux,i, corrected to "
+                 "theta_i = -log((1 - gamma) exp(-l_aux,i) + gamma) (adaflood_gamma). The "
+                 "auxiliary models are trained once per seed and settings and cached "
+                 "($LOSSBENCH_CACHE_DIR, else ~/.cache/lossbench, folder adaflood); "
+                 "summary.json gives their cost (adaflood_aux_seconds). Not fused.",
+                 "Bae, Ren, Ahmed, Tung, Sutherland & Oliveira, AdaFlood: Adaptive Flood "
+                 "Regularization, TMLR 2024"),
 }
 """The flooding modifiers: what each does, and its citation."""
 
 
 def describe_flooding(b: Param, b_example: Param) -> list[dict]:
     """The flooding modifiers as rows like `describe`'s: `X-flood` (level `b`, or the
-    weighting's own level where it has one) and `X-iflood` (level `b_example`). The two
-    settings are the run configuration's, given by the caller (the registry does not read
-    the configuration)."""
+    weighting's own level where it has one), `X-iflood` (level `b_example`) and `X-adaflood`
+    (its parameters, `catalog.FLOODING_PARAMS`). The two levels are the run configuration's
+    settings, given by the caller (the registry does not read the configuration)."""
     own = [p for known in REGISTRY.values() if known.flood_param for p in [known.flood_param]]
     rows = []
-    for flooding, levels in (("batch", [b, *own]), ("example", [b_example, b])):
+    for flooding, levels in (("batch", [b, *own]), ("example", [b_example, b]),
+                             ("adaflood", list(FLOODING_PARAMS["adaflood"]))):
         doc, citation = FLOODING[flooding]
         examples = [join_name(name, flooding) for name in list(REGISTRY)[:3]]
         rows.append({"name": f"X{FLOOD_SUFFIX[flooding]}", "kind": "flooding",
                      "variants": examples, "doc": doc, "citation": citation,
-                     "baseline": "X (no flooding)", "gradients": False, "fusable": True, "logs": [],
-                     "extra": "", "installed": True,
+                     "baseline": "X (no flooding)", "gradients": False,
+                     "fusable": flooding != "adaflood", "logs": [], "extra": "",
+                     "installed": True,
                      "params": [param_row(p) for p in dict.fromkeys(levels)]})
     return rows

@@ -18,7 +18,8 @@ Fusable (`fuse_blocker`): runs that differ only in strategy, b and strategy para
 `fusable = True` weightings (plain, weighted, reweight, dwa, rlw, flooded or not; each run's
 `begin_epoch` hook is called as in an unfused run). Not fused, run unfused: uncertainty
 (learnable weights), gcs, pcgrad, metabalance (per-run gradients), gradnorm (gradients at
-the last shared layer), famo (losses recomputed after the step), GRU4Rec (no vmap
+the last shared layer), famo (losses recomputed after the step), any X-adaflood (auxiliary
+models and per-example levels of its own before the run), GRU4Rec (no vmap
 rule for `aten::gru`), and on CUDA dropout > 0 unless `allow_dropout`: the fused attention
 kernels do not vmap, so the fused forward uses the math backend on CUDA, whose dropout draws
 differ from those of an unfused run's kernel (on the CPU they are identical).
@@ -75,7 +76,11 @@ PER_RUN_FIELDS = ("strategy", "b", "b_example", "params")
 
 def fuse_blocker(cfg: RunConfig, allow_dropout: bool = False) -> str | None:
     """Why `cfg` cannot train in a fused group (one line), or None when it can."""
-    cls = weighting_class(split_name(cfg.strategy.name)[0])
+    weighting, flooding = split_name(cfg.strategy.name)
+    if flooding == "adaflood":
+        return (f"strategy '{cfg.strategy.name}' is not fusable (AdaFlood: auxiliary models and "
+                "per-example flood levels of its own)")
+    cls = weighting_class(weighting)
     if (not cls.fusable or cls.needs_grads or cls.needs_new_losses
             or cls.needs_shared_layer):
         return (f"strategy '{cfg.strategy.name}' is not fusable (learnable weights, per-run "
@@ -172,7 +177,7 @@ class Stacked:
         for run in self.runs:  # each run's strategy, as an unfused run's (RLW's draws)
             run.objective.weighting.begin_epoch(epoch, run_seeds(cfg.seed).batch)
         batches = epoch_batches(task, cfg.train.batch_size, generator, self.device)
-        for k, (inputs, targets) in enumerate(batches, 1):
+        for k, (inputs, targets, _) in enumerate(batches, 1):
             set_lr(self.optimizer, cfg.optim, cfg.train.epochs, epoch, k, epoch_steps)
             numbers, objectives = [], []
             losses = stacked_losses(self.wrapper, self.stack, inputs, targets, epoch,
@@ -234,7 +239,8 @@ def train_fused(cfgs: list[RunConfig], task: Task, checkpoints: list[Path],
     device = resolve_device(cfgs[0].device)
     runs, resumed = [], []
     for cfg, checkpoint in zip(cfgs, checkpoints, strict=True):
-        objective = build_objective(cfg.strategy.name, cfg.strategy.params, cfg.strategy.b)
+        objective = build_objective(cfg.strategy.name, cfg.strategy.params, cfg.strategy.b,
+                                    cfg.strategy.flood_target)
         objective.weighting.to(device)
         runs.append(RunState(cfg, objective, Path(checkpoint)))
         resumed.append(resume(runs[-1], task, device))

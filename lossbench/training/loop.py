@@ -55,7 +55,8 @@ class Best:
 class RunState:
     """One run in the loop: its settings, objective (strategy and flooding), checkpoint file
     (None: none written), rows so far, best epoch, the epoch it starts at (after a resumed
-    checkpoint's), its share of the training time and, once it has ended, its summary."""
+    checkpoint's), its share of the training time, facts its summary adds (`notes`:
+    AdaFlood's auxiliary models) and, once it has ended, its summary."""
 
     cfg: RunConfig
     objective: Objective
@@ -64,6 +65,7 @@ class RunState:
     best: Best | None = None
     first_epoch: int = 1
     seconds: float = 0.0
+    notes: dict = field(default_factory=dict)
     summary: dict | None = None
 
     def __post_init__(self) -> None:
@@ -135,14 +137,14 @@ def flooding_summary(b: float | None, rows: list[dict]) -> dict:
 
 def end_summary(run: RunState, status: str, diverged_at: dict | None, model: torch.nn.Module,
                 task: Task, device: torch.device) -> dict:
-    """summary.json's account of a run that ended: status, best epoch, flooding, the
-    validation metrics of the best epoch, the test split evaluated once with the best
-    epoch's weights (loaded into `model`: the test set is never looked at before), and the
-    last epoch's training and validation figures."""
+    """summary.json's account of a run that ended: status, best epoch, flooding (and the
+    run's `notes`), the validation metrics of the best epoch, the test split evaluated once
+    with the best epoch's weights (loaded into `model`: the test set is never looked at
+    before), and the last epoch's training and validation figures."""
     cfg, best, rows = run.cfg, run.best, run.rows
     summary: dict = {"status": status, "diverged_at": diverged_at, "best_by": cfg.train.best_by,
                      "best_epoch": best.epoch, "epochs_run": len(rows),
-                     **flooding_summary(run.objective.flood_level, rows)}
+                     **flooding_summary(run.objective.flood_level, rows), **run.notes}
     if best.state is not None:
         model.load_state_dict({k: torch.as_tensor(v) for k, v in best.state.items()})
         test = evaluate(model, task.test, batch_size=cfg.train.eval_batch_size, device=device,

@@ -8,7 +8,9 @@ losses.aux)` (the strategy and its flooding, lossbench/strategies/), one optimis
 `step.objective` (or, for a gradient-combining strategy, on the gradient it combines). The
 strategy's hooks (lossbench/strategies/base.py): `begin_epoch` before the epoch's batches,
 `after_step` with the batch's losses computed again after the step (`losses_again`), the
-last shared layer given once (`set_shared_layer`). The
+last shared layer given once (`set_shared_layer`). AdaFlood (`X-adaflood`) also gets each
+batch's held-out losses, looked up by the batch's rows in a table that its auxiliary models
+make before the run (lossbench/training/adaflood.py). The
 rest (validation, the best epoch, early stopping, divergence, checkpoints, the test split at
 the end) is the one training loop's, lossbench/training/loop.py, which fused runs share.
 """
@@ -26,8 +28,9 @@ import torch
 from lossbench.config import OptimConfig, RunConfig
 from lossbench.errors import ConfigError
 from lossbench.seeds import epoch_generator, run_seeds, seed_everything
-from lossbench.strategies import Objective, build_objective
+from lossbench.strategies import Objective, build_objective, split_name
 from lossbench.tasks import Split, Task
+from lossbench.training.adaflood import heldout_losses
 from lossbench.training.checkpoint import load_checkpoint, to_numpy
 from lossbench.training.loop import Best, EndCallback, EpochCallback, RunState, train_runs
 from lossbench.training.losses import compute_losses
@@ -105,20 +108,22 @@ def init_model(task: Task, cfg: RunConfig, device: torch.device) -> torch.nn.Mod
     return build_model(task.n_items, cfg.task.max_len, cfg.model).to(device)
 
 
-def train_step(model, optimizer, objective: Objective, losses, shared_only: bool = False
-               ) -> tuple:
-    """One optimiser step; returns the Step (total, objective, below). A loss-level strategy
-    is minimised by backpropagating `step.objective`. A gradient-combining one gets the
-    gradients of L_main and L_aux (two backward passes), combines them, and under batch
-    flooding the combined gradient flips sign when the total is below b (the gradient of
-    |L - b| + b).
+def train_step(model, optimizer, objective: Objective, losses, shared_only: bool = False,
+               heldout: torch.Tensor | None = None) -> tuple:
+    """One optimiser step; returns the Step (total, objective, below, main, aux). A
+    loss-level strategy is minimised by backpropagating `step.objective`. A
+    gradient-combining one gets the gradients of L_main and L_aux as the weighting saw them
+    (after the flooding that acts before it: per example, or of L_main or L_aux alone under
+    `flood_target` main or aux) in two backward passes, combines them, and under batch
+    flooding of the total the combined gradient flips sign when the total is below b (the
+    gradient of |L - b| + b). `heldout`: the batch's held-out losses (AdaFlood).
 
     Which parameters are combined: by default all of them, a loss that does not reach a
     parameter (its autograd gradient is None) giving it zeros. With `shared_only` (the
     setting of that name) only those both losses reach; one only L_main reaches takes
     L_main's gradient alone, one only L_aux reaches L_aux's, one neither reaches zeros
     (`shared_only_combine`)."""
-    step = objective(losses.main, losses.aux)
+    step = objective(losses.main, losses.aux, heldout)
     optimizer.zero_grad(set_to_none=True)
     strategy = objective.weighting
     if not strategy.needs_grads:
@@ -128,9 +133,9 @@ def train_step(model, optimizer, objective: Objective, losses, shared_only: bool
         extra = [p for p in strategy.parameters() if p.requires_grad]
         g_main = torch.autograd.grad(step.main.mean, params, retain_graph=True,
                                      allow_unused=True)
-        g_aux = (torch.autograd.grad(losses.aux.mean, params, retain_graph=bool(extra),
+        g_aux = (torch.autograd.grad(step.aux.mean, params, retain_graph=bool(extra),
                                      allow_unused=True)
-                 if losses.aux.mean.requires_grad else [None] * len(params))
+                 if step.aux.mean.requires_grad else [None] * len(params))
         if shared_only:
             combined = shared_only_combine(strategy, params, list(g_main), list(g_aux))
         else:
@@ -138,7 +143,8 @@ def train_step(model, optimizer, objective: Objective, losses, shared_only: bool
             g_main = [g if g is not None else z for g, z in zip(g_main, zeros, strict=True)]
             g_aux = [g if g is not None else z for g, z in zip(g_aux, zeros, strict=True)]
             combined = strategy.combine_grads(g_main, g_aux)
-        sign = 1.0 - 2.0 * step.below if objective.flooding == "batch" else 1.0
+        floods_total = objective.flooding == "batch" and objective.target == "total"
+        sign = 1.0 - 2.0 * step.below if floods_total else 1.0
         for p, g in zip(params, combined, strict=True):
             p.grad = g * sign
         if extra:  # a gradient strategy with learnable parameters of its own
@@ -190,25 +196,29 @@ def losses_again(model, inputs, targets, cfg, epoch: int, replay: tuple):
 
 
 def epoch_batches(task: Task, batch_size: int, generator: torch.Generator,
-                  device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The training split as (inputs, targets) batches of `batch_size` on `device`, in an
+                  device: torch.device
+                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The training split as (inputs, targets, rows) batches of `batch_size`, inputs and
+    targets on `device`, `rows` the batch's row indices into `task.train` (on the CPU), in an
     order drawn from `generator` (the epoch's, `epoch_generator(batch seed, epoch)`), which
     then goes on to draw the epoch's augmentations: the same batches for every strategy."""
     order = torch.randperm(len(task.train), generator=generator)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         yield (task.train.inputs[idx].to(device, non_blocking=True),
-               task.train.targets[idx].to(device, non_blocking=True))
+               task.train.targets[idx].to(device, non_blocking=True), idx)
 
 
 class SingleModel:
     """The loop's engine for one run (lossbench/training/loop.py): its model (fresh weights
     from the init seed, `init_model`), strategy and optimiser, resumed from the run's
-    checkpoint when there is one."""
+    checkpoint when there is one. `heldout`: AdaFlood's table of held-out losses, shaped
+    like `task.train.targets` (one per training target), or None."""
 
     def __init__(self, run: RunState, model: torch.nn.Module, task: Task,
-                 device: torch.device) -> None:
+                 device: torch.device, heldout: torch.Tensor | None = None) -> None:
         self.runs, self.template, self.task, self.device = [run], model, task, device
+        self.heldout = heldout.to(device) if heldout is not None else None
         self.strategy = run.objective.weighting.to(device)
         if self.strategy.needs_shared_layer:
             self.strategy.set_shared_layer(last_shared_layer(model))
@@ -232,15 +242,17 @@ class SingleModel:
         self.strategy.begin_epoch(epoch, run_seeds(cfg.seed).batch)
         again = self.strategy.needs_new_losses
         batches = epoch_batches(self.task, cfg.train.batch_size, generator, self.device)
-        for k, (inputs, targets) in enumerate(batches, 1):
+        for k, (inputs, targets, rows) in enumerate(batches, 1):
             set_lr(self.optimizer, cfg.optim, cfg.train.epochs, epoch, k, epoch_steps)
             replay = replay_point(generator, self.device) if again else None
             losses = compute_losses(model, inputs, targets, cfg.losses, epoch, generator)
+            heldout = (self.heldout[rows.to(self.device)][targets > 0]
+                       if self.heldout is not None else None)  # ordered as L_main's examples
             step = train_step(model, self.optimizer, run.objective, losses,
-                              cfg.strategy.shared_only)
+                              cfg.strategy.shared_only, heldout)
             if replay is not None:
                 new = losses_again(model, inputs, targets, cfg.losses, epoch, replay)
-                run.objective.after_step(new.main, new.aux)
+                run.objective.after_step(new.main, new.aux, heldout)
             steps.append(torch.stack([step.total.detach(), step.objective.detach(),
                                       losses.main.mean.detach(), losses.aux.mean.detach(),
                                       step.below.detach()]))
@@ -267,12 +279,20 @@ def train_one(cfg: RunConfig, task: Task, checkpoint: Path | None, on_epoch: Epo
     """Train one run with the one loop and a `SingleModel`; returns its state (rows and
     summary). With `checkpoint`, a checkpoint is written after every epoch and, if the file
     exists, training resumes after its epoch; on the CPU the rows are then identical to an
-    uninterrupted run's (except `seconds`)."""
+    uninterrupted run's (except `seconds`). An AdaFlood run first gets its held-out losses
+    (`adaflood.heldout_losses`: from the cache, or its auxiliary models trained now), and its
+    summary says what they cost."""
     device = resolve_device(cfg.device)
-    model = init_model(task, cfg, device)
-    run = RunState(cfg, build_objective(cfg.strategy.name, cfg.strategy.params,
-                                        cfg.strategy.b), checkpoint)
-    train_runs([run], SingleModel(run, model, task, device), task, device, on_epoch, on_end)
+    heldout, notes = None, {}
+    if split_name(cfg.strategy.name)[1] == "adaflood":
+        table = heldout_losses(cfg, task, device, SingleModel)
+        heldout, notes = table.losses, table.summary()
+    model = init_model(task, cfg, device)  # after the auxiliary models: the seed's weights
+    objective = build_objective(cfg.strategy.name, cfg.strategy.params, cfg.strategy.b,
+                                cfg.strategy.flood_target)
+    run = RunState(cfg, objective, checkpoint, notes=notes)
+    train_runs([run], SingleModel(run, model, task, device, heldout), task, device, on_epoch,
+               on_end)
     return run
 
 
