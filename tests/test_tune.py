@@ -139,6 +139,31 @@ def test_the_api_mirrors_the_cli_and_a_rerun_trains_nothing(tuned):
         assert again["final"] == arm["final"]
 
 
+def test_more_trials_continue_the_tune_and_best_counts_the_earlier_ones(tuned, tmp_path):
+    """`--trials` is not part of the folder's name: a larger budget continues the same tune.
+    Each new trial's record (the CLI prints it) gives the best score over every complete
+    trial of its arm, the earlier session's included, in the direction of --select."""
+    import shutil
+
+    from lossbench.runner.tune import choose
+
+    folder = tmp_path / tuned.name
+    shutil.copytree(tuned, folder)
+    records: list[tuple[str, dict]] = []
+    result = api.tune(strategy="flood", trials=TRIALS + 1, seeds=SEEDS, final_seeds=FINAL,
+                      config=TINY, out=tmp_path, on_trial=lambda arm, r: records.append((arm, r)))
+    assert Path(result["dir"]) == folder
+    assert [(arm, r["number"]) for arm, r in records] == [
+        ("main-only", TRIALS), ("plain", TRIALS), ("flood", TRIALS)]
+    for (_, record), arm in zip(records, result["arms"], strict=True):
+        assert arm["trials"][:TRIALS] == next(
+            a for a in read(tuned / "tune.json")["arms"] if a["arm"] == arm["arm"])["trials"]
+        assert record["best"] == min(t["score"] for t in arm["trials"])  # val_loss: lowest
+    higher = [{"number": 0, "score": 0.1, "per_seed": {"0": 0.1}, "params": {}},
+              {"number": 1, "score": 0.2, "per_seed": {"0": 0.2}, "params": {}}]
+    assert choose(higher, "val_ndcg10")["trial"] == 1 and choose(higher, "val_loss")["trial"] == 0
+
+
 def tune_until_killed(out: str) -> None:
     """The body of a forked child: the fixture's tune through the API (which prints nothing)."""
     api.tune(strategy="flood", trials=TRIALS, seeds=SEEDS, final_seeds=FINAL, config=TINY,

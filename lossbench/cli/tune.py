@@ -114,16 +114,13 @@ def tune_command(
         overrides.update(strategy_options(ctx, strategy, config))
         ensure_data(api.base_config(config, **overrides))
         progress = make_progress()
-        best: dict[str, float] = {}
 
         def show_trial(arm: str, record: dict[str, Any]) -> None:
-            better = min if (select or "val_loss").endswith("loss") else max
-            best[arm] = better(best.get(arm, record["score"]), record["score"])
             params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                               for k, v in record["params"].items()) or "(defaults)"
             failed = f", {len(record['diverged'])} diverged" if record["diverged"] else ""
             progress.console.print(f"{arm} trial {record['number'] + 1}/{trials}: {params} -> "
-                                   f"{record['score']:.4f} (best {best[arm]:.4f}{failed})",
+                                   f"{record['score']:.4f} (best {record['best']:.4f}{failed})",
                                    markup=False, highlight=False)
 
         try:

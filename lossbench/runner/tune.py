@@ -263,8 +263,10 @@ def trial_round(t: Tune, studies: dict, seeds: list[int], sampler: str, sampler_
                   "diverged": [cfg.seed for cfg, (_, d) in zip(runs, values, strict=True) if d],
                   "runs": names}
         record_trial(studies[arm.label], t.dims[arm.label], params, score, attrs, record)
-        if on_trial is not None:
-            on_trial(arm.label, {"number": number, "params": params, "score": score, **record})
+        if on_trial is not None:  # `best`: over every complete trial, earlier sessions' too
+            best = choose(trial_records(studies[arm.label], trials), t.select)["score"]
+            on_trial(arm.label, {"number": number, "params": params, "score": score,
+                                 "best": best, **record})
     return True
 
 
