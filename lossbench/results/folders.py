@@ -17,14 +17,13 @@ import csv
 import hashlib
 import io
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from lossbench.config import identity, setting_params, strategy_params
 from lossbench.errors import DataError
+from lossbench.files import write_atomic  # noqa: F401 - re-exported: results write through it
 
 COLUMN_MEANINGS = {
     "epoch": "the epoch, 1-based",
@@ -95,27 +94,6 @@ def experiment_folder_name(shared: dict[str, Any], fingerprint: dict) -> str:
     if fingerprint:
         key["data_fingerprint"] = fingerprint
     return f"{label}-{config_hash(key)}"
-
-
-def write_atomic(path: Path, text: str, fsync: bool = True) -> None:
-    """Write `text` to `path` through a temporary file and an atomic rename. The rename alone
-    protects against a killed process; `fsync` also against a power cut (skipped for the
-    per-epoch metrics.csv, which the checkpoint can always rebuild)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are for people to read
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -56,7 +56,6 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +67,7 @@ from torch import Tensor, nn
 
 from lossbench.config import LossesConfig, RunConfig, StrategyConfig, flat
 from lossbench.errors import ConfigError
+from lossbench.files import write_atomic
 from lossbench.seeds import fold_generator, run_seeds, seed_everything
 from lossbench.strategies import build_objective, run_params
 from lossbench.tasks import Split, Task
@@ -250,15 +250,6 @@ def read_cache(path: Path, key: str, shape: tuple[int, ...]) -> dict[str, Any] |
 
 
 def write_cache(path: Path, state: dict[str, Any]) -> None:
-    """`torch.save(state)` to a temporary file in `path`'s folder, synced, then renamed over
-    `path`: readers see the old file, or the whole new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """`torch.save(state)` to `path` atomically (`files.write_atomic`): readers see the old
+    file, or the whole new one."""
+    write_atomic(path, lambda handle: torch.save(state, handle))
