@@ -153,3 +153,21 @@ class Command:
 
     def stderr(self) -> str:
         return Path(self.log + ".err").read_text()
+
+
+def assert_fused_equals_unfused(cfgs: list, folder: Path, keys: tuple[str, ...]) -> list[dict]:
+    """Train `cfgs[0]` alone and `cfgs` as one fused group: the first run's rows agree on
+    `keys` within float32 rounding (1e-5 relative). Returns the unfused rows."""
+    import pytest
+
+    from lossbench.training.fused import train_fused
+    from lossbench.training.trainer import train_one
+
+    task = task_of(cfgs[0])
+    alone = train_one(cfgs[0], task, None, lambda *_: None, lambda *_: None).rows
+    fused = train_fused(cfgs, task, [folder / f"{i}.pkl" for i in range(len(cfgs))],
+                        lambda *_: None, lambda *_: None)
+    for row, want in zip(fused[0].rows, alone, strict=True):
+        for key in keys:
+            assert row[key] == pytest.approx(want[key], rel=1e-5), key
+    return alone

@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from helpers import TINY, only_run, task_of
+from helpers import TINY, assert_fused_equals_unfused, only_run, task_of
 
 from lossbench import strategies as registry
 from lossbench.cli.app import app
@@ -17,7 +17,7 @@ from lossbench.errors import ConfigError
 from lossbench.results.folders import run_dir_name
 from lossbench.strategies import LossTerm, adaflood_level, build_strategy
 from lossbench.training import adaflood
-from lossbench.training.fused import fuse_blocker, train_fused
+from lossbench.training.fused import fuse_blocker
 from lossbench.training.losses import Losses
 from lossbench.training.trainer import epoch_batches, train_one, train_step
 
@@ -141,14 +141,9 @@ def test_invalid_settings_exit_2_with_one_line(args, message, runner, tmp_path):
 def test_flood_target_main_trains_fused_as_unfused(tmp_path):
     cfgs = [load_config(TINY, {"strategy": s, "b": 3.5, "flood_target": "main", "epochs": 2,
                                "device": "cpu"}) for s in ("flood", "reweight-flood")]
-    task = task_of(cfgs[0])
-    alone = train_one(cfgs[0], task, None, lambda *_: None, lambda *_: None).rows
+    alone = assert_fused_equals_unfused(
+        cfgs, tmp_path, ("train_loss", "train_objective", "flood_frac", "val_loss"))
     assert any(row["flood_frac"] > 0 for row in alone)  # L_main fell below 3.5
-    fused = train_fused(cfgs, task, [tmp_path / "a.pkl", tmp_path / "b.pkl"],
-                        lambda *_: None, lambda *_: None)
-    for row, want in zip(fused[0].rows, alone, strict=True):
-        for key in ("train_loss", "train_objective", "flood_frac", "val_loss"):
-            assert row[key] == pytest.approx(want[key], rel=1e-5), key
 
 
 # --- folds, the cache, the command line -------------------------------------------------------

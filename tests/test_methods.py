@@ -9,11 +9,11 @@ import zlib
 
 import pytest
 import torch
-from helpers import TINY, task_of
+from helpers import TINY, assert_fused_equals_unfused, task_of
 
 from lossbench.config import load_config
 from lossbench.strategies import LossTerm, build_strategy
-from lossbench.training.fused import fuse_blocker, train_fused
+from lossbench.training.fused import fuse_blocker
 from lossbench.training.losses import Losses
 from lossbench.training.trainer import train_one, train_step
 
@@ -97,13 +97,7 @@ def test_rlw_fused_equals_unfused(tmp_path, tiny):
     assert fuse_blocker(cfgs[0]) is None
     for other in ("gradnorm", "famo", "metabalance"):  # shared layer, losses again, gradients
         assert fuse_blocker(load_config(tiny, {"strategy": other})) is not None
-    task = task_of(cfgs[0])
-    alone = train_one(cfgs[0], task, None, lambda *_: None, lambda *_: None).rows
-    states = train_fused(cfgs, task, [tmp_path / "a.pkl", tmp_path / "b.pkl"],
-                         lambda *_: None, lambda *_: None)
-    for row, want in zip(states[0].rows, alone, strict=True):
-        for key in ("train_loss", "val_loss", "w_main", "w_aux"):
-            assert row[key] == pytest.approx(want[key], rel=1e-5), key
+    assert_fused_equals_unfused(cfgs, tmp_path, ("train_loss", "val_loss", "w_main", "w_aux"))
 
 
 # --- GradNorm ------------------------------------------------------------------------------
