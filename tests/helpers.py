@@ -171,3 +171,32 @@ def assert_fused_equals_unfused(cfgs: list, folder: Path, keys: tuple[str, ...])
         for key in keys:
             assert row[key] == pytest.approx(want[key], rel=1e-5), key
     return alone
+
+
+def assert_resume_equals_whole(cfg, folder: Path, stop_after: int = 2):
+    """Train `cfg` uninterrupted; then stop it after epoch `stop_after` (an exception from
+    the epoch callback, as Ctrl-C), resume from its checkpoint, and require the resumed
+    rows to equal the uninterrupted ones except `seconds`. Returns the resumed RunState."""
+    import pytest
+
+    from lossbench.training.trainer import train_one
+
+    class Stop(Exception):
+        pass
+
+    def stop(_, rows):
+        if rows[-1]["epoch"] == stop_after:
+            raise Stop
+
+    task = task_of(cfg)
+    whole = train_one(cfg, task, None, lambda *_: None, lambda *_: None)
+    checkpoint = folder / "checkpoint.pkl"
+    with pytest.raises(Stop):
+        train_one(cfg, task, checkpoint, stop, lambda *_: None)
+    resumed = train_one(cfg, task, checkpoint, lambda *_: None, lambda *_: None)
+
+    def numbers(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    assert numbers(resumed.rows) == numbers(whole.rows)
+    return resumed

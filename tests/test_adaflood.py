@@ -8,7 +8,13 @@ import json
 
 import pytest
 import torch
-from helpers import TINY, assert_fused_equals_unfused, only_run, task_of
+from helpers import (
+    TINY,
+    assert_fused_equals_unfused,
+    assert_resume_equals_whole,
+    only_run,
+    task_of,
+)
 
 from lossbench import strategies as registry
 from lossbench.cli.app import app
@@ -19,7 +25,7 @@ from lossbench.strategies import LossTerm, adaflood_level, build_strategy
 from lossbench.training import adaflood
 from lossbench.training.fused import fuse_blocker
 from lossbench.training.losses import Losses
-from lossbench.training.trainer import epoch_batches, train_one, train_step
+from lossbench.training.trainer import epoch_batches, train_step
 
 
 @pytest.fixture(autouse=True)
@@ -259,28 +265,9 @@ def test_adaflood_is_listed_registered_and_not_fused(runner):
     assert check_sweep("adaflood", "adaflood_gamma", "val_loss") == "adaflood"
 
 
-class Stop(Exception):
-    pass
-
-
 def test_a_resumed_adaflood_run_equals_an_uninterrupted_one(tmp_path):
     cfg = load_config(TINY, {"strategy": "reweight-adaflood", "adaflood_gamma": 0.0,
                              "device": "cpu"})
-    task = task_of(cfg)
-    whole = train_one(cfg, task, None, lambda *_: None, lambda *_: None)
-    assert any(row["flood_frac"] > 0 for row in whole.rows)  # the levels act
-
-    def stop_after_two(_, rows):
-        if rows[-1]["epoch"] == 2:
-            raise Stop
-
-    checkpoint = tmp_path / "checkpoint.pkl"
-    with pytest.raises(Stop):
-        train_one(cfg, task, checkpoint, stop_after_two, lambda *_: None)
-    resumed = train_one(cfg, task, checkpoint, lambda *_: None, lambda *_: None)
-
-    def numbers(rows):
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
-
-    assert numbers(resumed.rows) == numbers(whole.rows)
+    resumed = assert_resume_equals_whole(cfg, tmp_path)
+    assert any(row["flood_frac"] > 0 for row in resumed.rows)  # the levels act
     assert resumed.summary["adaflood_cache_hit"] is True

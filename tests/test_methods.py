@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 import torch
-from helpers import TINY, assert_fused_equals_unfused, task_of
+from helpers import TINY, assert_fused_equals_unfused, assert_resume_equals_whole, task_of
 
 from lossbench.config import load_config
 from lossbench.strategies import LossTerm, build_strategy
@@ -277,29 +277,10 @@ def test_shared_only_changes_item_bias_runs_and_is_off_by_default(tiny):
 # --- resuming and the command line -----------------------------------------------------------
 
 
-class Stop(Exception):
-    pass
-
-
 @pytest.mark.parametrize("strategy", NEW)
 def test_a_resumed_run_equals_an_uninterrupted_one(strategy, tiny, tmp_path):
-    cfg = load_config(tiny, {"strategy": strategy, "device": "cpu"})
-    task = task_of(cfg)
-    whole = train_one(cfg, task, None, lambda *_: None, lambda *_: None).rows
-
-    def stop_after_two(_, rows):
-        if rows[-1]["epoch"] == 2:
-            raise Stop
-
-    checkpoint = tmp_path / "checkpoint.pkl"
-    with pytest.raises(Stop):
-        train_one(cfg, task, checkpoint, stop_after_two, lambda *_: None)
-    resumed = train_one(cfg, task, checkpoint, lambda *_: None, lambda *_: None).rows
-
-    def numbers(rows):
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
-
-    assert numbers(resumed) == numbers(whole)
+    assert_resume_equals_whole(load_config(tiny, {"strategy": strategy, "device": "cpu"}),
+                               tmp_path)
 
 
 @pytest.mark.parametrize("strategy", NEW)

@@ -34,7 +34,7 @@ from lossbench.results.runs import (  # noqa: F401  (report.load_runs etc. stay 
     load_runs,
     load_sweep,
 )
-from lossbench.results.stats import WILCOXON_MIN_N, holm, mean_ci, paired_test
+from lossbench.results.stats import WILCOXON_MIN_N, holm_across, mean_ci, paired_test
 
 METRICS = ("val_loss", "final_val_loss", "val_acc", "val_hr10", "val_ndcg10",
            "test_loss", "test_acc", "test_hr10", "test_ndcg10")
@@ -199,11 +199,7 @@ def compare_groups(groups: list[dict], varying: list[str], confidence: float,
             notes.append(f"{g['label']} vs {base['label']}: {n} paired seeds: paired t-test "
                          f"only (Wilcoxon needs >= {WILCOXON_MIN_N})")
         paired.append(entry)
-    for m in METRICS:
-        for key in ("t_p", "wilcoxon_p"):
-            adjusted = holm([e["metrics"][m][key] for e in paired])
-            for e, p in zip(paired, adjusted, strict=True):
-                e["metrics"][m][f"{key}_holm"] = float(p)
+    holm_across(paired, METRICS)
     return paired
 
 

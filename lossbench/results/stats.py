@@ -96,6 +96,17 @@ def holm(pvalues: Any) -> np.ndarray:
     return out
 
 
+def holm_across(entries: list[dict], metrics: list[str]) -> None:
+    """Holm's adjustment (`holm`) of each entry's paired t-test and Wilcoxon p-values, per
+    metric, across the entries (strategies compared with one baseline): adds t_p_holm and
+    wilcoxon_p_holm next to t_p and wilcoxon_p in `entry["metrics"][metric]`."""
+    for m in metrics:
+        for key in ("t_p", "wilcoxon_p"):
+            adjusted = holm([e["metrics"][m][key] for e in entries])
+            for e, p in zip(entries, adjusted, strict=True):
+                e["metrics"][m][f"{key}_holm"] = float(p)
+
+
 def curve_band(curves: list[Any], confidence: float = 0.95) -> dict[str, np.ndarray]:
     """Mean and t-based band per epoch over seeds. curves: one 1-D array per seed, entry
     e - 1 is epoch e; shorter curves (early stopping) count only where they have values.

@@ -187,10 +187,12 @@ def describe_settings(settings: dict) -> str:
     return " · ".join(str(p) for p in parts if p is not None)
 
 
-def write_report(summary: dict, results_dir: str | Path) -> list[Path]:
-    """Write report.json and report.md into results_dir atomically; return their paths."""
+def write_report(summary: dict, results_dir: str | Path, markdown: str | None = None
+                 ) -> list[Path]:
+    """Write report.json (`summary`) and report.md (`markdown`, by default `to_markdown` of
+    the summary) into results_dir atomically; return their paths."""
     results_dir = Path(results_dir)
     paths = [results_dir / "report.json", results_dir / "report.md"]
     write_json(paths[0], summary)
-    write_atomic(paths[1], to_markdown(summary))
+    write_atomic(paths[1], to_markdown(summary) if markdown is None else markdown)
     return paths

@@ -31,7 +31,7 @@ from lossbench.results.report import jsonable
 from lossbench.results.stats import (
     WILCOXON_MIN_N,
     bootstrap_ci,
-    holm,
+    holm_across,
     iqm,
     mean_ci,
     minimal_detectable_effect,
@@ -172,11 +172,7 @@ def paired_against(base: dict, arms: list[dict], metrics: list[str],
     """compare() of every other arm with `base`, then Holm's adjustment of the t-test and
     the Wilcoxon p per metric across those arms (keys t_p_holm, wilcoxon_p_holm)."""
     entries = [compare(a, base, metrics, confidence) for a in arms if a is not base]
-    for m in metrics:
-        for key in ("t_p", "wilcoxon_p"):
-            adjusted = holm([e["metrics"][m][key] for e in entries])
-            for e, p in zip(entries, adjusted, strict=True):
-                e["metrics"][m][f"{key}_holm"] = float(p)
+    holm_across(entries, metrics)
     return entries
 
 

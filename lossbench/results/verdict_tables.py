@@ -14,8 +14,7 @@ from typing import Any
 
 from rich.table import Table
 
-from lossbench.results.folders import write_atomic, write_json
-from lossbench.results.tables import Spec, half, num
+from lossbench.results.tables import Spec, half, num, write_report
 from lossbench.results.verdict import lower_is_better, seeds_text
 
 LEFT = ("arm", "chosen setting", "vs", "metric", "note")
@@ -182,8 +181,4 @@ def verdict_markdown(summary: dict) -> str:
 
 def write_verdict(summary: dict, folder: str | Path) -> list[Path]:
     """Write report.json and report.md into the tune folder atomically; return their paths."""
-    folder = Path(folder)
-    paths = [folder / "report.json", folder / "report.md"]
-    write_json(paths[0], summary)
-    write_atomic(paths[1], verdict_markdown(summary))
-    return paths
+    return write_report(summary, folder, verdict_markdown(summary))
