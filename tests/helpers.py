@@ -200,3 +200,37 @@ def assert_resume_equals_whole(cfg, folder: Path, stop_after: int = 2):
 
     assert numbers(resumed.rows) == numbers(whole.rows)
     return resumed
+
+
+def one_parameter_step(strategy, p0: float = 0.5, lr: float = 0.1):
+    """One `train_step` of `strategy` on a one-parameter model p = `p0` with the conflicting
+    losses L_main = (p - 1)^2 and L_aux = (p + 1)^2 (at p = 0.5: g_main = -1, g_aux = 3) and
+    SGD at `lr`. Returns (p after the step, the step)."""
+    import torch
+
+    from lossbench.strategies import LossTerm
+    from lossbench.training.losses import Losses
+    from lossbench.training.trainer import train_step
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(p0)
+    p = model.weight[0, 0]
+    main, aux = (p - 1) ** 2, (p + 1) ** 2
+    losses = Losses(LossTerm(main.reshape(1), main), LossTerm(aux.reshape(1), aux))
+    step = train_step(model, torch.optim.SGD(model.parameters(), lr=lr), strategy, losses)
+    return float(model.weight.detach()), step
+
+
+def assert_hand_example_split(task) -> None:
+    """The split of the hand example that test_movielens and test_interactions both write
+    (user 7's items by time 40, 20, 30, 10, 50 then user 3's 20, 30, 10, numbered by first
+    appearance: 40 -> 1, 20 -> 2, 30 -> 3, 10 -> 4, 50 -> 5) with max_len 3: leave-one-out
+    validation and test, one training window of [3, 2, 4] (user 3's [2] has no target)."""
+    assert task.n_items == 5
+    assert task.val.inputs.tolist() == [[3, 2, 4], [0, 0, 2]]
+    assert task.val.targets.tolist() == [1, 3]
+    assert task.test.inputs.tolist() == [[2, 4, 1], [0, 2, 3]]
+    assert task.test.targets.tolist() == [5, 1]
+    assert task.train.inputs.tolist() == [[0, 3, 2]]
+    assert task.train.targets.tolist() == [[0, 2, 4]]

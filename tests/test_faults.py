@@ -14,10 +14,10 @@ from helpers import Command, EventLog, metrics_rows, only_run
 from lossbench import api
 from lossbench.cli.app import app
 
-LONG = ["--set", "epochs=10", "--set", "n_train_users=256", "--set", "batch_size=64"]
+LONG = ["--set", "epochs=6", "--set", "n_train_users=256", "--set", "batch_size=64"]
 
 
-def start(tiny: Path, out: Path, epochs: int = 10) -> Command:
+def start(tiny: Path, out: Path, epochs: int = 6) -> Command:
     """A reweight-flood run of `epochs` epochs in its own process (LONG's other settings)."""
     return Command(["run", "--config", str(tiny), "--strategy", "reweight-flood", "--b", "3.3",
                     *LONG, "--set", f"epochs={epochs}", "--out", str(out)],
@@ -36,13 +36,13 @@ def wait_for_epochs(out: Path, n: int, proc: Command, timeout: float = 60) -> No
 
 def test_killed_run_resumes_to_identical_metrics(runner, tiny, tmp_path):
     proc = start(tiny, tmp_path / "killed")
-    wait_for_epochs(tmp_path / "killed", 3, proc)
+    wait_for_epochs(tmp_path / "killed", 2, proc)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     folder = only_run(tmp_path / "killed")
     assert not (folder / "summary.json").exists()
     done_before = len(metrics_rows(folder))
-    assert 3 <= done_before < 10
+    assert 2 <= done_before < 6
     resumed = runner.invoke(app, ["run", "--config", str(tiny), "--strategy", "reweight-flood",
                                   "--b", "3.3", *LONG, "--out", str(tmp_path / "killed"),
                                   "--resume"])
@@ -51,7 +51,7 @@ def test_killed_run_resumes_to_identical_metrics(runner, tiny, tmp_path):
                                    "--b", "3.3", *LONG, "--out", str(tmp_path / "straight")])
     assert straight.exit_code == 0, straight.output
     resumed_rows = metrics_rows(folder)
-    assert len(resumed_rows) == 10
+    assert len(resumed_rows) == 6
     assert resumed_rows == metrics_rows(only_run(tmp_path / "straight"))
     assert not (folder / "checkpoint.pkl").exists()
     summary = json.loads((folder / "summary.json").read_text())

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import assert_hand_example_split
 
 from lossbench.config import load_config
 from lossbench.errors import ConfigError, DataError
@@ -54,14 +55,8 @@ def test_hand_example_in_both_formats(tmp_path, dataset):
     # ids numbered in order of first appearance in the file (since issue 12; before, in
     # increasing raw id): users 7 -> first, 3 -> second; items 40 -> 1, 20 -> 2, 30 -> 3,
     # 10 -> 4, 50 -> 5. User 7 by time: 3, 2, 4, 1, 5; user 3: 2, 3, 1
-    assert task.n_items == 5 and task.name == dataset
-    assert task.val.inputs.tolist() == [[3, 2, 4], [0, 0, 2]]
-    assert task.val.targets.tolist() == [1, 3]
-    assert task.test.inputs.tolist() == [[2, 4, 1], [0, 2, 3]]
-    assert task.test.targets.tolist() == [5, 1]
-    # training sequences: [3, 2, 4] -> one window, and [2] (no target)
-    assert task.train.inputs.tolist() == [[0, 3, 2]]
-    assert task.train.targets.tolist() == [[0, 2, 4]]
+    assert task.name == dataset
+    assert_hand_example_split(task)
     path = tmp_path / dataset / FORMATS[dataset][0]
     assert task.info == {
         "dataset": dataset, "ratings_file": str(path), "sha256": file_sha256(path),
