@@ -2,6 +2,7 @@
 
     python benchmarks/bench_strategies.py                       # synthetic default, 20 epochs
     python benchmarks/bench_strategies.py --config experiments/ml-100k.toml --epochs 3
+    python benchmarks/bench_strategies.py -s plain -s famo --set famo_update=next-batch
 
 Every strategy gets its own model (the same initial weights) and trains on the same task with
 one torch thread; epoch k of every strategy runs right after epoch k of the others, so the
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lossbench import strategies as registry  # noqa: E402
-from lossbench.config import load_config  # noqa: E402
+from lossbench.config import load_config, parse_set  # noqa: E402
 from lossbench.runner.plan import plan_runs  # noqa: E402
 from lossbench.tasks import build_task  # noqa: E402
 from lossbench.training.loop import RunState, epoch_means  # noqa: E402
@@ -35,13 +36,16 @@ from lossbench.training.trainer import SingleModel, init_model  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default=str(ROOT / "experiments" / "synthetic.toml"))
-    parser.add_argument("--strategy", action="append", default=None,
+    parser.add_argument("--strategy", "-s", action="append", default=None,
                         help="strategies (default: builtins)")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting or strategy parameter, as `lossbench run --set`")
     args = parser.parse_args()
     torch.set_num_threads(1)
     overrides = {"device": "cpu"} | ({"data_dir": args.data_dir} if args.data_dir else {})
+    overrides |= parse_set(args.set)
     base = load_config(args.config, overrides)
     cfgs = plan_runs(base, args.strategy or ["builtins"], [base.seed])
     task = build_task(cfgs[0].task, cfgs[0].seed)

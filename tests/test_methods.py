@@ -163,6 +163,38 @@ def test_famo_objective_gradient_and_logit_update_by_hand():
     assert s.log_state()["w_main"] == pytest.approx((0.5 + z0) / 2, rel=1e-6)
 
 
+def test_famo_next_batch_updates_the_logits_at_the_next_step_from_its_losses():
+    """famo_update next-batch: the first step saves its losses (2, 1) and updates nothing; the
+    second step's losses (1, 0.9) make the same xi update as the same-batch rule with those
+    losses after the step, before the second step reads its weights."""
+    s = build_strategy("famo", famo_lr=0.025, famo_gamma=0.001,
+                       famo_update="next-batch").weighting
+    assert not s.needs_new_losses
+    s(term(2.0)[0], term(1.0)[0])
+    assert s.logits.tolist() == [0.0, 0.0]
+    total = s(term(1.0)[0], term(0.9)[0])
+    delta = [math.log(2.0) - math.log(1.0), math.log(1.0) - math.log(0.9)]
+    xi = adam([[0.25 * (delta[0] - delta[1]), 0.25 * (delta[1] - delta[0])]], 0.025)
+    assert s.logits.tolist() == pytest.approx(xi, rel=1e-5)
+    z0 = math.exp(xi[0]) / (math.exp(xi[0]) + math.exp(xi[1]))
+    c = 1 / (z0 / 1.0 + (1 - z0) / 0.9)
+    assert total.item() == pytest.approx(c * (1 - z0) * math.log(0.9), rel=1e-5)
+
+
+def test_famo_next_batch_needs_no_extra_forward_pass_and_resumes_exactly(tiny, tmp_path,
+                                                                         monkeypatch):
+    import lossbench.training.trainer as trainer
+
+    cfg = load_config(tiny, {"strategy": "famo", "famo_update": "next-batch"})
+    assert_resume_equals_whole(cfg, tmp_path)  # the last step's losses are in the checkpoint
+    calls = []
+    real = trainer.compute_losses
+    monkeypatch.setattr(trainer, "compute_losses", lambda *a: calls.append(1) or real(*a))
+    one = load_config(tiny, {"strategy": "famo", "famo_update": "next-batch", "epochs": 1})
+    train_one(one, task_of(one), None, lambda *_: None, lambda *_: None)
+    assert len(calls) == 2  # 2 steps, one forward pass each
+
+
 def test_famo_gets_the_same_batch_again_with_the_same_draws(tiny, monkeypatch):
     """The engine's losses after the step: one extra forward per step, the same inputs and
     the same augmented view (the epoch generator at the same state), and the epoch's

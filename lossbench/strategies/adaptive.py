@@ -48,36 +48,35 @@ class EpochWeights(Strategy):
 
 
 class OwnAdam(EpochWeights):
-    """A weighting whose weights (a buffer, not a parameter of the run's optimiser) follow
-    an Adam of their own. The optimiser is made on first use, after the strategy has moved
-    to its device; its state is part of the checkpointed state (`get_extra_state`)."""
+    """A weighting whose K weights (a buffer, not a parameter of the run's optimiser) follow
+    an Adam of their own, written out (`adam_step`) because torch.optim.Adam's per-call
+    overhead is larger than the rest of a step's weighting. Its moments are buffers and its
+    step count a public attribute, so both are in the checkpoint."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._optimizer: torch.optim.Adam | None = None
-        self._optimizer_state: dict | None = None
+        self.register_buffer("adam_m", torch.zeros(K))
+        self.register_buffer("adam_v", torch.zeros(K))
+        self.adam_steps = 0
 
-    def adam_step(self, tensor: Tensor, grad: Tensor, lr: float, weight_decay: float) -> None:
-        """One Adam step of `tensor` along `grad`."""
-        if self._optimizer is None:
-            self._optimizer = torch.optim.Adam([tensor], lr=lr, weight_decay=weight_decay)
-            if self._optimizer_state is not None:
-                self._optimizer.load_state_dict(self._optimizer_state)
-                self._optimizer_state = None
-        self._optimizer.zero_grad(set_to_none=True)
-        tensor.grad = grad.to(tensor.dtype)
-        self._optimizer.step()
-        tensor.grad = None
+    def adam_step(self, tensor: Tensor, grad: Tensor, lr: float, weight_decay: float,
+                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        """One step of torch.optim.Adam (defaults, L2 `weight_decay`) of `tensor` along
+        `grad`, in place, in the single-tensor implementation's order of operations:
 
-    def get_extra_state(self) -> dict:
-        own = (self._optimizer.state_dict() if self._optimizer is not None
-               else self._optimizer_state)
-        return {**super().get_extra_state(), "adam": own}
-
-    def set_extra_state(self, state: dict) -> None:
-        state = dict(state)
-        self._optimizer_state, self._optimizer = state.pop("adam", None), None
-        super().set_extra_state(state)
+            g = grad + weight_decay * x,  m <- lerp(m, g, 1 - b1),  v <- b2 v + (1 - b2) g^2,
+            x <- x - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
+        beta1, beta2 = betas
+        self.adam_steps += 1
+        grad = grad.to(tensor.dtype)
+        if weight_decay != 0:
+            grad = grad.add(tensor, alpha=weight_decay)
+        self.adam_m.lerp_(grad, 1 - beta1)
+        self.adam_v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        correction1 = 1 - beta1 ** self.adam_steps
+        correction2 = 1 - beta2 ** self.adam_steps
+        denominator = (self.adam_v.sqrt() / correction2 ** 0.5).add_(eps)
+        tensor.addcdiv_(self.adam_m, denominator, value=-lr / correction1)
 
 
 class RLW(EpochWeights):
@@ -199,41 +198,53 @@ class FAMO(OwnAdam):
     famo_lr, L2 weight decay famo_gamma) along d = J_softmax(xi)^T delta. The logged value
     (train_loss) is L, on a log scale.
 
-    The engine computes L' (`Strategy.needs_new_losses`): one extra forward pass per step,
-    without gradients, with the same augmented view and dropout masks as the step's. The
-    official trainers' gradient clipping (max_norm, applied before the backward pass in
-    methods/weight_methods.py, where it clips nothing) is left out, as lossbench clips no
-    other strategy. Not fusable."""
+    With `famo_update = "same-batch"` (the default, the paper's and official code's rule)
+    the engine computes L' (`Strategy.needs_new_losses`): one extra forward pass per step,
+    without gradients, with the same augmented view and dropout masks as the step's.
+    `"next-batch"` saves that pass: L' is the next step's losses, on the next batch, so
+    delta also holds the difference between two batches. The xi update then runs at the
+    start of the next step, before its weights are read (the order of the official code);
+    the last step's losses are kept in the checkpoint. The official trainers' gradient
+    clipping (max_norm, applied before the backward pass in methods/weight_methods.py,
+    where it clips nothing) is left out, as lossbench clips no other strategy. Not
+    fusable."""
 
     citation = ("Liu, Feng, Stone & Liu, FAMO: Fast Adaptive Multitask Optimization, NeurIPS "
                 "2023; official code github.com/Cranial-XIX/FAMO")
     needs_new_losses = True
 
-    def __init__(self, *, famo_lr: float, famo_gamma: float) -> None:
+    def __init__(self, *, famo_lr: float, famo_gamma: float,
+                 famo_update: str = "same-batch") -> None:
         super().__init__()
         self.lr, self.gamma = famo_lr, famo_gamma
+        self.needs_new_losses = famo_update == "same-batch"
         self.register_buffer("logits", torch.zeros(K))
         self.register_buffer("min_losses", torch.zeros(K))
-        self._previous: Tensor | None = None
+        self.register_buffer("log_d", torch.zeros(K))  # log D_i of the last forward pass
+        self.has_log_d = False
 
     def forward(self, main: LossTerm, aux: LossTerm) -> Tensor:
         losses = torch.stack([main.mean, aux.mean])
-        self._previous = losses.detach()
-        z = F.softmax(self.logits, -1).to(losses.dtype)
         d = losses - self.min_losses.to(losses.dtype) + 1e-8
+        log_d = d.log()
+        if self.has_log_d and not self.needs_new_losses:
+            self.update(log_d.detach())  # next-batch: the change since the last step
+        self.log_d.copy_(log_d.detach())
+        self.has_log_d = True
+        z = F.softmax(self.logits, -1).to(losses.dtype)
         c = (z / d).sum().detach()
         self.record(z)
-        return (d.log() * z / c).sum()
+        return (log_d * z / c).sum()
 
     def after_step(self, main: LossTerm, aux: LossTerm) -> None:
-        if self._previous is None:
-            return
         current = torch.stack([main.mean, aux.mean]).detach()
-        low = self.min_losses.to(current.dtype)
-        delta = (self._previous - low + 1e-8).log() - (current - low + 1e-8).log()
-        with torch.enable_grad():
-            xi = self.logits.detach().requires_grad_()
-            (d,) = torch.autograd.grad(F.softmax(xi, -1), xi,
-                                       grad_outputs=delta.to(xi.dtype))
+        self.update((current - self.min_losses.to(current.dtype) + 1e-8).log())
+        self.has_log_d = False
+
+    def update(self, log_d: Tensor) -> None:
+        """One Adam step of xi along J_softmax(xi)^T delta, delta_i = log D_i - log D'_i, with
+        log D saved at the last forward pass and `log_d` = log D' now."""
+        delta = (self.log_d.to(log_d.dtype) - log_d).to(self.logits)
+        z = F.softmax(self.logits, -1)
+        d = z * delta - z * (z @ delta)  # J_softmax^T delta, J = diag(z) - z z^T
         self.adam_step(self.logits, d, self.lr, self.gamma)
-        self._previous = None

@@ -116,6 +116,10 @@ BUILTINS: tuple[Entry, ...] = (
               lo_open=True, search=Search(0.001, 0.1, log=True)),
         Param("famo_gamma", 0.001, "weight decay (L2) gamma of the weight logits", lo=0.0,
               search=Search(0.0001, 0.01, log=True)),
+        Param("famo_update", "same-batch", "the losses after the step that update the logits: "
+              "same-batch (the paper's: one more forward pass per step) or next-batch (the "
+              "next step's, on another batch: no extra pass)",
+              choices=("same-batch", "next-batch")),
     )),
     Entry("metabalance", "lossbench.strategies.gradient:MetaBalance", (
         Param("mb_beta", 0.9, "EMA rate beta of the gradient norms", lo=0.0, hi=1.0,
