@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from lossbench.errors import DataError
 from lossbench.results import report
@@ -23,6 +22,8 @@ from lossbench.results.stats import curve_band, holm, mean_ci, paired_test
 
 
 def test_mean_ci_matches_scipy_and_hand():
+    from scipy import stats  # slow to import: here, not when every worker collects
+
     ci = mean_ci([1.0, 2.0, 3.0])  # mean 2, sd 1, t(0.975, 2) = 4.302653
     assert ci["n"] == 3 and ci["mean"] == 2.0
     assert ci["hi"] - 2.0 == pytest.approx(4.302653 / math.sqrt(3), abs=1e-6)
@@ -41,6 +42,8 @@ def test_mean_ci_edge_cases():
 
 
 def test_paired_test_matches_scipy():
+    from scipy import stats  # slow to import: here, not when every worker collects
+
     base = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     diffs = np.array([0.1, 0.3, -0.1, 0.2, 0.4, 0.15])
     out = paired_test(diffs)
@@ -95,6 +98,8 @@ def fake_run(strategy: str, seed: int, val_loss: float, b: float = 0.0,
 
 
 def test_paired_differences_matched_by_seed():
+    from scipy import stats  # slow to import: here, not when every worker collects
+
     runs = [fake_run("flood", 2, 2.9, b=0.1), fake_run("plain", 0, 1.0),
             fake_run("flood", 0, 1.1, b=0.1), fake_run("plain", 2, 3.0),
             fake_run("plain", 1, 2.0), fake_run("flood", 1, 2.3, b=0.1),
@@ -181,6 +186,8 @@ def test_load_runs_at_any_depth(experiment, copy):
 
 
 def test_summary_of_real_runs_agrees_with_files(experiment):
+    from scipy import stats  # slow to import: here, not when every worker collects
+
     summary = report.summarize(report.load_runs(experiment))
     labels = [g["label"] for g in summary["groups"]]
     assert labels == ["plain", "reweight", "flood b=4", "reweight-flood b=4"]

@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from lossbench.results.stats import (
     bootstrap_ci,
@@ -23,6 +22,8 @@ NAN = float("nan")
 
 
 def test_iqm_is_the_mean_of_the_middle_half():
+    from scipy import stats  # slow to import: here, not when every worker collects
+
     assert iqm(np.arange(8)) == pytest.approx(np.mean([2, 3, 4, 5]))  # 2 cut from each end
     assert iqm([1.0, 2.0, 3.0, 100.0]) == pytest.approx(2.5)  # 1 cut each end: mean of 2, 3
     assert iqm([5.0, 1.0, 3.0]) == pytest.approx(3.0)  # n = 3: nothing cut, the mean
@@ -121,6 +122,8 @@ def test_probability_of_improvement_interval_by_hand_and_edge_cases():
 
 
 def test_minimal_detectable_effect_formula():
+    from scipy import stats  # slow to import: here, not when every worker collects
+
     t = stats.t
     expected = (t.ppf(0.975, 9) + t.ppf(0.8, 9)) * 2.0 / math.sqrt(10)
     assert minimal_detectable_effect(2.0, 10) == pytest.approx(expected)

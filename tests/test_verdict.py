@@ -12,7 +12,6 @@ import json
 import numpy as np
 import pytest
 from rich.console import Console
-from scipy import stats
 
 from lossbench.errors import DataError
 from lossbench.results import verdict, verdict_tables
@@ -152,6 +151,8 @@ def test_higher_is_better_metrics_turn_the_direction():
 
 
 def test_diverged_final_seed_is_counted_at_chance(summary):
+    from scipy import stats  # slow to import: here, not when every worker collects
+
     arms = by_label(summary["arms"])
     flood = arms["reweight-flood"]
     assert (flood["failed"], flood["n_seeds"], flood["diverged_seeds"]) == (1, 6, [10003])
@@ -172,6 +173,8 @@ def test_diverged_final_seed_is_counted_at_chance(summary):
 
 
 def test_paired_statistics_recomputed_by_hand(summary):
+    from scipy import stats  # slow to import: here, not when every worker collects
+
     plain = by_label(summary["paired"]["plain"])
     assert list(plain) == ["main-only", "weighted", "reweight-flood"]
     assert list(summary["paired"]) == ["plain", "weighted"]

@@ -25,10 +25,6 @@ import torch
 from lossbench.config import TaskConfig
 from lossbench.seeds import run_seeds
 from lossbench.tasks.base import Split, Task
-from lossbench.tasks.download import ratings_file
-from lossbench.tasks.interactions import file_digest, make_interactions, split_settings
-from lossbench.tasks.movielens import make_movielens
-from lossbench.tasks.reader import open_layout
 from lossbench.tasks.synthetic import make_synthetic
 
 __all__ = ["Split", "Task", "build_task", "data_fingerprint", "task_key", "with_label_noise"]
@@ -39,9 +35,13 @@ def build_task(cfg: TaskConfig, seed: int) -> Task:
     `cfg.label_noise` applied to its training targets (`with_label_noise`)."""
     if cfg.name == "synthetic":
         task = make_synthetic(cfg.synthetic, seed)
-    elif cfg.name == "movielens":
+    elif cfg.name == "movielens":  # files are read with pyarrow, imported on first use
+        from lossbench.tasks.movielens import make_movielens
+
         task = make_movielens(cfg)
     else:
+        from lossbench.tasks.interactions import make_interactions
+
         task = make_interactions(cfg)
     return with_label_noise(task, cfg.label_noise, run_seeds(seed).data)
 
@@ -86,6 +86,10 @@ def data_fingerprint(cfg: TaskConfig) -> dict:
     DataError if the file cannot be read. The hash is computed once per process."""
     if cfg.name == "synthetic":
         return {}
+    from lossbench.tasks.download import ratings_file
+    from lossbench.tasks.interactions import file_digest, split_settings
+    from lossbench.tasks.reader import open_layout
+
     files = cfg.file
     if cfg.name == "movielens":
         return {"sha256": file_digest(ratings_file(files.dataset, files.data_dir))}
