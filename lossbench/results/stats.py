@@ -27,8 +27,12 @@ def _scipy_stats():
 
     return stats
 
+
 WILCOXON_MIN_N = 6
 """Below 6 seeds the exact two-sided Wilcoxon p-value cannot go below 2 / 2**5 = 0.0625."""
+SAME_ATOL, SAME_RTOL = 1e-12, 1e-9
+"""Differences closer than this (absolute, relative) are equal for `paired_test`: float
+rounding, far below any metric's resolution."""
 
 
 def mean_ci(values: Any, confidence: float = 0.95) -> dict:
@@ -60,7 +64,10 @@ def paired_test(diffs: Any) -> dict:
     wilcoxon_p: two-sided Wilcoxon signed-rank, scipy.stats.wilcoxon(diffs), when n >= 6;
     else nan. Edge cases: n < 2 -> both nan, note "too few seeds for a test"; every
     difference 0 -> both 1.0 (the strategies agree on every seed); every difference the
-    same non-zero value -> t_p nan (zero variance: no t statistic), note says so."""
+    same non-zero value -> t_p nan (zero variance: no t statistic), note says so. "0" and
+    "the same" hold to float rounding (`SAME_ATOL`, `SAME_RTOL`): two equal differences of
+    hit counts, k/n on two seeds, can differ in their last bits, and a t-test would read
+    that rounding as a variance near 0 and give p ~ 1e-16."""
     d = np.asarray(diffs, dtype=float).ravel()
     d = d[np.isfinite(d)]
     n = len(d)
@@ -68,11 +75,11 @@ def paired_test(diffs: Any) -> dict:
     if n < 2:
         out["note"] = f"too few seeds for a test (n = {n}; need >= 2)"
         return out
-    if np.all(d == 0):
+    if np.all(np.abs(d) <= SAME_ATOL):
         out.update(t_p=1.0, wilcoxon_p=1.0 if n >= WILCOXON_MIN_N else math.nan,
                    note="identical on every seed")
         return out
-    if np.all(d == d[0]):
+    if np.allclose(d, d[0], rtol=SAME_RTOL, atol=SAME_ATOL):
         out["note"] = "the same difference on every seed: zero variance, no t-test"
     else:
         out["t_p"] = float(_scipy_stats().ttest_1samp(d, 0.0).pvalue)
