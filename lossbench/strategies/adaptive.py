@@ -211,7 +211,7 @@ class FAMO(OwnAdam):
 
     citation = ("Liu, Feng, Stone & Liu, FAMO: Fast Adaptive Multitask Optimization, NeurIPS "
                 "2023; official code github.com/Cranial-XIX/FAMO")
-    needs_new_losses = True
+    needs_new_losses = True  # the class's answer (not fusable); next-batch instances: False
 
     def __init__(self, *, famo_lr: float, famo_gamma: float,
                  famo_update: str = "same-batch") -> None:
@@ -223,22 +223,25 @@ class FAMO(OwnAdam):
         self.register_buffer("log_d", torch.zeros(K))  # log D_i of the last forward pass
         self.has_log_d = False
 
-    def forward(self, main: LossTerm, aux: LossTerm) -> Tensor:
+    def gaps(self, main: LossTerm, aux: LossTerm) -> Tensor:
+        """D_i = L_i - min_i + 1e-8, [main, aux]."""
         losses = torch.stack([main.mean, aux.mean])
-        d = losses - self.min_losses.to(losses.dtype) + 1e-8
+        return losses - self.min_losses.to(losses.dtype) + 1e-8
+
+    def forward(self, main: LossTerm, aux: LossTerm) -> Tensor:
+        d = self.gaps(main, aux)
         log_d = d.log()
         if self.has_log_d and not self.needs_new_losses:
             self.update(log_d.detach())  # next-batch: the change since the last step
         self.log_d.copy_(log_d.detach())
         self.has_log_d = True
-        z = F.softmax(self.logits, -1).to(losses.dtype)
+        z = F.softmax(self.logits, -1).to(d.dtype)
         c = (z / d).sum().detach()
         self.record(z)
         return (log_d * z / c).sum()
 
     def after_step(self, main: LossTerm, aux: LossTerm) -> None:
-        current = torch.stack([main.mean, aux.mean]).detach()
-        self.update((current - self.min_losses.to(current.dtype) + 1e-8).log())
+        self.update(self.gaps(main, aux).detach().log())
         self.has_log_d = False
 
     def update(self, log_d: Tensor) -> None:
